@@ -1,0 +1,284 @@
+"""Command line: argument parsing and printing only; the work happens in the modules it calls.
+
+Exit codes: 0 ok, 1 some inputs failed (the rest were done), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
+
+from . import __version__  # noqa: E402
+from .errors import HappysadError, UsageError  # noqa: E402
+
+
+def _table(rows: Sequence[Sequence], headers: Sequence[str]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]])
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+def _classes(args):
+    from .split import parse_classes
+
+    return parse_classes(getattr(args, "classes", None))
+
+
+def cmd_clean(args) -> int:
+    from . import clean
+
+    if args.restore:
+        res = clean.restore(args.data, args.quarantine)
+        if args.json:
+            _print_json(res)
+        else:
+            for p in res["problems"]:
+                print(f"{p['path']}: {p['error']}")
+            print(f"restored {len(res['restored'])} file(s)" +
+                  (f", {len(res['problems'])} problem(s)" if res["problems"] else ""))
+        return 1 if res["problems"] else 0
+
+    def on_reject(e):
+        if not args.json:
+            where = "would move" if args.dry_run else ("NOT moved: " + e["error"] if "error" in e else "moved")
+            print(f"{e['path']}: {e['reason']}: {e['detail']} [{where}]")
+
+    rep = clean.clean(args.data, args.quarantine, _classes(args), min_side=args.min_side,
+                      dry_run=args.dry_run, on_reject=on_reject)
+    if args.json:
+        _print_json(rep.to_json())
+        return 0
+    reasons = sorted({r for v in rep.by_class.values() for r in v if r != "kept"})
+    rows = [[c, v.get("kept", 0)] + [v.get(r, 0) for r in reasons] for c, v in rep.by_class.items()]
+    print()
+    print(_table(rows, ["class", "kept"] + reasons))
+    verb = "would quarantine" if args.dry_run else "quarantined"
+    print(f"\nkept {rep.kept}, {verb} {len(rep.rejected)}" +
+          (f" -> {rep.quarantine}" if rep.rejected and not args.dry_run else ""))
+    return 1 if any("error" in e for e in rep.rejected) else 0
+
+
+def cmd_split(args) -> int:
+    from . import split
+
+    rows, skipped = split.split_folder(args.data, args.out, args.ratios, args.seed, _classes(args))
+    for s in skipped:
+        print(f"{s}: skipped (not an image; run happysad clean)", file=sys.stderr)
+    table = split.counts(rows)
+    print(_table([[c] + [v[s] for s in split.SPLITS] + [sum(v.values())] for c, v in table.items()],
+                 ["class", *split.SPLITS, "total"]))
+    print(f"\nwrote {args.out} ({len(rows)} files, seed {args.seed})")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from . import train
+
+    cfg = train.TrainConfig(
+        arch=args.arch, img_size=args.img_size, grayscale=args.grayscale, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, name=args.name, classes=_classes(args),
+        split=args.split, ratios=args.ratios, project=args.project, learning_rate=args.lr,
+        early_stopping=args.early_stopping, patience=args.patience, augment=args.augment,
+    )
+    res = train.train(args.data, cfg)
+    m = res.metrics
+    if args.json:
+        _print_json({"run": str(res.run_dir), **m})
+    else:
+        print(f"\nrun folder: {res.run_dir}")
+        _print_metrics(m)
+    return 0
+
+
+def _print_metrics(m: dict) -> None:
+    rows = [[c, v["precision"], v["recall"], v["f1"], v["support"]] for c, v in m["per_class"].items()]
+    print(_table(rows, ["class", "precision", "recall", "f1", "support"]))
+    extra = f", ROC AUC {m['roc_auc']:.4f}" if "roc_auc" in m else ""
+    print(f"\naccuracy {m['accuracy']:.4f} on {m['n']} images (macro F1 {m['macro_f1']:.4f}{extra})")
+    k = len(m["classes"])
+    print("\nconfusion (rows: true, columns: predicted)")
+    print(_table([[m["classes"][i]] + m["confusion"][i] for i in range(k)], ["", *m["classes"]]))
+    for e in m.get("errors", []):
+        print(f"{e['path']}: {e['error']}", file=sys.stderr)
+
+
+def _model_ref(args) -> str:
+    if args.model:
+        return args.model
+    from .bundle import builtin_names
+
+    if "fer-happy-sad" in builtin_names():
+        return "fer-happy-sad"
+    raise UsageError("no --model given and no built-in model installed; pass --model RUN_FOLDER")
+
+
+def cmd_evaluate(args) -> int:
+    from . import evaluate
+
+    m = evaluate.evaluate(args.data, _model_ref(args), _classes(args), tta=args.tta)
+    if args.json:
+        _print_json(m)
+    else:
+        _print_metrics(m)
+    return 1 if m.get("errors") else 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import Predictor, expand_paths
+
+    predictor = Predictor(_model_ref(args), tta=args.tta)
+    failed = 0
+    for r in predictor.predict_iter(expand_paths(args.paths)):
+        failed += "error" in r
+        if args.json:
+            _print_json(r)
+        elif "error" in r:
+            print(f"{r['path']}: error: {r['error']}")
+        else:
+            probs = "  ".join(f"{c} {p:.3f}" for c, p in r["probabilities"].items())
+            print(f"{r['path']}: {r['label']}  ({probs})")
+    return 1 if failed else 0
+
+
+def cmd_demo(args) -> int:
+    from . import demo
+
+    res = demo.run_demo(args.workdir, epochs=args.epochs, seed=args.seed)
+    if args.json:
+        _print_json(res)
+        return 0
+    print("\nhappysad demo finished in {seconds}s".format(**res))
+    for k in ("data", "quarantine", "split", "run"):
+        print(f"  {k:<11} {res[k]}")
+    print(f"  test split accuracy    {res['test_accuracy']:.4f}")
+    print(f"  unseen faces accuracy  {res['unseen_accuracy']:.4f}")
+    print(f"\nnext: happysad predict YOUR_IMAGE.jpg --model {res['run']}")
+    return 0
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ start-up lines (absl, oneDNN) ignore TF_CPP_MIN_LOG_LEVEL; hide stderr while
+    it loads. An import error still raises normally once stderr is back."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .model import ARCHS
+
+    p = argparse.ArgumentParser(prog="happysad", description="Clean, split, train, evaluate and use image "
+                                "classifiers from a folder of class folders.")
+    p.add_argument("--version", action="version", version=f"happysad {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, help_, fn):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    def classes_opt(sp):
+        sp.add_argument("--classes", metavar="A,B,...", help="use only these class folders (in this order)")
+
+    def ratios_opt(sp):
+        sp.add_argument("--ratios", nargs="+", type=float, default=[0.7, 0.2, 0.1], metavar="R",
+                        help="train val [test] fractions (default 0.7 0.2 0.1)")
+
+    sp = add("clean", "move files that are not usable images (and duplicates) to a quarantine folder", cmd_clean)
+    sp.add_argument("data", help="folder of class folders")
+    sp.add_argument("--quarantine", metavar="DIR", help="where rejects go (default DATA/../DATA.quarantine)")
+    sp.add_argument("--min-side", type=int, default=32, help="reject images whose shortest side is smaller (px)")
+    sp.add_argument("--dry-run", action="store_true", help="report only, move nothing")
+    sp.add_argument("--restore", action="store_true", help="move quarantined files back")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    classes_opt(sp)
+
+    sp = add("split", "write a stratified, seeded train/val/test manifest", cmd_split)
+    sp.add_argument("data", help="folder of class folders")
+    sp.add_argument("--out", required=True, metavar="SPLIT.csv")
+    ratios_opt(sp)
+    sp.add_argument("--seed", type=int, default=0)
+    classes_opt(sp)
+
+    sp = add("train", "train a classifier into runs/train/NAME", cmd_train)
+    sp.add_argument("data", help="folder of class folders")
+    sp.add_argument("--split", metavar="SPLIT.csv", help="use this manifest instead of splitting now")
+    sp.add_argument("--arch", choices=sorted(ARCHS), default="default")
+    sp.add_argument("--img-size", type=int, metavar="N", help="square input side (default: seed 256, default 96)")
+    sp.add_argument("--grayscale", action="store_true", help="train on one gray channel")
+    sp.add_argument("--epochs", type=int, default=20)
+    sp.add_argument("--batch-size", type=int, default=32)
+    sp.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy, TensorFlow and the split")
+    sp.add_argument("--name", help="run name (default exp, exp2, ...)")
+    sp.add_argument("--project", default="runs/train", help="parent folder of run folders")
+    sp.add_argument("--lr", type=float, help="learning rate (default per arch)")
+    sp.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    sp.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=None,
+                    help="stop when val loss stops improving and restore the best weights "
+                         "(default: on for default, off for seed)")
+    sp.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                    help="train-time augmentation (default: on for default, off for seed)")
+    sp.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    ratios_opt(sp)
+    classes_opt(sp)
+
+    sp = add("evaluate", "score a model on a folder of class folders", cmd_evaluate)
+    sp.add_argument("data", help="folder of class folders named like the model's classes")
+    sp.add_argument("--model", help="run folder, .keras file or built-in model name")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.add_argument("--tta", action="store_true", help="average with a horizontally flipped copy")
+    classes_opt(sp)
+
+    sp = add("predict", "classify image files and folders", cmd_predict)
+    sp.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (recursive)")
+    sp.add_argument("--model", help="run folder, .keras file or built-in model name")
+    sp.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    sp.add_argument("--tta", action="store_true", help="average with a horizontally flipped copy")
+
+    sp = add("demo", "generate a synthetic smile/frown dataset and run the whole pipeline on it", cmd_demo)
+    sp.add_argument("--workdir", default="demo", help="folder for everything the demo makes (default ./demo)")
+    sp.add_argument("--epochs", type=int, default=20)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--json", action="store_true", help="print a JSON summary")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("train", "evaluate", "predict", "demo"):
+        _import_tensorflow_quietly()
+    try:
+        return args.fn(args)
+    except UsageError as e:
+        print(f"happysad {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except HappysadError as e:
+        print(f"happysad {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

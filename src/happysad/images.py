@@ -1,0 +1,210 @@
+"""The one way happysad opens an image, for cleaning, training, prediction and serving alike.
+
+The format is sniffed from the bytes (Pillow), never from the file name; the image is decoded in full
+(so a truncated file fails here and not in the middle of training); EXIF rotation is applied; any mode
+(CMYK, 16-bit, palette with transparency, LA, ...) becomes plain RGB or L; animations give their first
+frame. Because training and prediction both call :func:`load_for_model`, the pixels a model sees at
+prediction time are made exactly as they were at training time.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import HappysadError
+
+# Defaults, in one place.
+ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "MPO")
+MAX_PIXELS = 50_000_000  # about 7000 x 7000; larger files are treated as decompression bombs
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+Source = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+
+class ImageError(HappysadError):
+    """A file that cannot be used as an image. ``reason`` is a short code (see ``REASONS``)."""
+
+    def __init__(self, path: str, reason: str, detail: str):
+        self.path, self.reason, self.detail = path, reason, detail
+        super().__init__(f"{path}: {detail}")
+
+
+REASONS = {
+    "empty": "file is empty (0 bytes)",
+    "unreadable": "file cannot be read",
+    "not_image": "not an image",
+    "format_not_allowed": "image format not allowed",
+    "too_many_pixels": "too many pixels (decompression bomb guard)",
+    "corrupt": "image data is corrupt or truncated",
+}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the decoder learned about a file: its real format, size and how it was read."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    frames: int
+
+
+def _name(src: Source) -> str:
+    return os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else "<image>"
+
+
+def _sniff_text(head: bytes) -> str:
+    """A better word than 'not an image' for the usual web-download impostors."""
+    h = head.lstrip().lower()
+    if h.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in h[:512]:
+        return "not an image: HTML page"
+    if h.startswith(b"<svg") or (h.startswith(b"<?xml") and b"<svg" in h[:1024]):
+        return "not an image: SVG (vector) file"
+    if h.startswith((b"{", b"[")):
+        return "not an image: JSON/text"
+    try:
+        head[:1024].decode("utf-8")
+        return "not an image: text file"
+    except UnicodeDecodeError:
+        return "not an image: unknown binary format"
+
+
+def _open(src: Source) -> tuple[Image.Image, str]:
+    name = _name(src)
+    if isinstance(src, Image.Image):
+        return src, name
+    if isinstance(src, np.ndarray):
+        arr = src
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        return Image.fromarray(arr), name
+    if isinstance(src, (bytes, bytearray)):
+        data = bytes(src)
+    else:
+        try:
+            with open(src, "rb") as f:
+                data = f.read()
+        except IsADirectoryError:
+            raise ImageError(name, "unreadable", "is a folder, not a file") from None
+        except OSError as e:
+            raise ImageError(name, "unreadable", f"cannot read file ({e.strerror or e})") from None
+    if not data:
+        raise ImageError(name, "empty", REASONS["empty"])
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(name, "not_image", _sniff_text(data[:2048])) from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(name, "too_many_pixels", f"too many pixels ({e})") from None
+    except Exception as e:  # Pillow plugins raise many types on garbage headers
+        raise ImageError(name, "corrupt", f"cannot parse image header ({e})") from None
+    return img, name
+
+
+def _to_mode(img: Image.Image, mode: str) -> Image.Image:
+    """Convert any Pillow mode to 'RGB' or 'L' the way a person would expect to see it."""
+    m = img.mode
+    if m in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16/32-bit: scale to 8 bits instead of clipping (Pillow's convert would clip at 255).
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if m.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8), "L")
+        m = "L"
+    if m == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        m = img.mode
+    if m in ("RGBA", "LA", "PA", "La", "RGBa"):
+        # Transparent pixels become white, as most viewers show them on a light page.
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, rgba).convert("RGB")
+        m = "RGB"
+    return img if m == mode else img.convert(mode)
+
+
+def decode(
+    src: Source,
+    mode: str = "RGB",
+    *,
+    allowed_formats: tuple[str, ...] | None = ALLOWED_FORMATS,
+    max_pixels: int = MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> tuple[Image.Image, ImageInfo]:
+    """Fully decode ``src`` into an upright Pillow image in ``mode`` ('RGB' or 'L').
+
+    Raises :class:`ImageError` with a reason code for anything that is not a usable image.
+    ``draft_size`` lets JPEG decoding skip detail that a later downscale would throw away.
+    """
+    img, name = _open(src)
+    fmt = (img.format or "ARRAY").upper()
+    if allowed_formats is not None and fmt != "ARRAY" and fmt not in allowed_formats:
+        raise ImageError(name, "format_not_allowed", f"image format {fmt} not allowed "
+                         f"(allowed: {', '.join(allowed_formats)})")
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageError(name, "too_many_pixels",
+                         f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                         "(possible decompression bomb)")
+    frames = int(getattr(img, "n_frames", 1) or 1)
+    try:
+        if frames > 1:
+            img.seek(0)
+        if draft_size is not None and fmt == "JPEG":
+            side = max(draft_size)
+            img.draft("RGB" if mode == "RGB" else "L", (side, side))
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        out = _to_mode(img, mode)
+        out.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(name, "too_many_pixels", f"too many pixels ({e})") from None
+    except Exception as e:  # truncated / corrupt data surfaces as OSError, SyntaxError, ValueError...
+        raise ImageError(name, "corrupt", f"image data is corrupt or truncated ({e})") from None
+    return out, ImageInfo(fmt, w, h, img.mode, frames)
+
+
+def load_for_model(src: Source, size: tuple[int, int], color_mode: str = "rgb") -> np.ndarray:
+    """Decode and resize to a model input: uint8 array of shape (height, width, 1 or 3).
+
+    Resizing squashes to ``size`` with bilinear filtering (as Keras' image_dataset_from_directory
+    does); the model itself scales pixels to 0..1 with a Rescaling layer.
+    """
+    h, w = int(size[0]), int(size[1])
+    mode = "L" if color_mode == "grayscale" else "RGB"
+    img, _ = decode(src, mode, allowed_formats=None, draft_size=(w, h))
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def is_image_name(path: str | os.PathLike) -> bool:
+    """True for names with a common image extension (used only to *list* files, never to judge them)."""
+    return os.fspath(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def iter_files(root: str | os.PathLike, *, images_only: bool = False) -> list[Path]:
+    """Files below ``root``, sorted, skipping hidden files and folders and not following links to
+    folders (a link loop cannot hang the walk)."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in sorted(filenames):
+            if fn.startswith("."):
+                continue
+            if images_only and not is_image_name(fn):
+                continue
+            out.append(Path(dirpath) / fn)
+    return out

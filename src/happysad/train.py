@@ -1,0 +1,280 @@
+"""Train a classifier from a folder of class folders into a run folder ``runs/train/NAME/``:
+
+    weights/best.keras  weights/last.keras  meta.json  split.csv  results.csv
+    curves.png  confusion_matrix.png  metrics.json (on the test split)
+
+The story, step by step: list the classes -> split once into a manifest (or reuse one) -> tf.data
+pipelines -> build the architecture -> fit with callbacks (CSV log, atomic best checkpoint, early
+stopping for ``default``) -> save -> evaluate the best weights on the held-out test split -> plot.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import bundle, data, model as models, report, split as splitting
+from .errors import HappysadError, UsageError
+from .evaluate import evaluate_files
+from .predict import Predictor
+
+RUNS_DIR = "runs/train"
+
+# Per-architecture recipe defaults; an explicit TrainConfig value always wins.
+RECIPES = {
+    # The seed: fixed epochs, plain adam, no augmentation, no early stopping.
+    "seed": dict(learning_rate=1e-3, early_stopping=False, augment=False, class_weight=False,
+                 label_smoothing=0.0, reduce_lr=False, patience=5),
+    "default": dict(learning_rate=1e-3, early_stopping=True, augment=True, class_weight=True,
+                    label_smoothing=0.05, reduce_lr=True, patience=8),
+}
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "default"
+    img_size: int | None = None  # None: the architecture's preferred size
+    grayscale: bool = False
+    epochs: int = 20
+    batch_size: int = 32
+    seed: int = 0
+    name: str | None = None
+    classes: Sequence[str] | None = None
+    split: str | None = None  # an existing manifest; None = split now
+    ratios: Sequence[float] = splitting.DEFAULT_RATIOS
+    project: str = RUNS_DIR
+    learning_rate: float | None = None
+    early_stopping: bool | None = None
+    patience: int | None = None
+    augment: bool | None = None
+    flip: bool = True
+    class_weight: bool | None = None
+    label_smoothing: float | None = None
+    reduce_lr: bool | None = None
+    verbose: bool = True
+    extra_meta: dict = field(default_factory=dict)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every None filled from the architecture's recipe."""
+        if self.arch not in RECIPES:
+            raise UsageError(f"unknown --arch {self.arch!r}; choose one of: {', '.join(RECIPES)}")
+        cfg = TrainConfig(**{**asdict(self)})
+        for k, v in RECIPES[self.arch].items():
+            if getattr(cfg, k) is None:
+                setattr(cfg, k, v)
+        if cfg.img_size is None:
+            cfg.img_size = models.DEFAULT_IMG_SIZE[cfg.arch]
+        if cfg.epochs < 1 or cfg.batch_size < 1:
+            raise UsageError("--epochs and --batch-size must be at least 1")
+        return cfg
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict
+    history: dict
+    seconds: float
+
+
+def new_run_dir(project: str | os.PathLike, name: str | None) -> Path:
+    """runs/train/exp, exp2, ... (or NAME, NAME2, ...): never reuses an existing folder."""
+    root = Path(project)
+    root.mkdir(parents=True, exist_ok=True)
+    base = name or "exp"
+    for i in range(1, 10_000):
+        cand = root / (base if i == 1 else f"{base}{i}")
+        try:
+            cand.mkdir()
+            return cand
+        except FileExistsError:
+            continue
+    raise HappysadError(f"{root}: too many runs named {base}*")
+
+
+def _log(msg: str, verbose: bool):
+    if verbose:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _show_progress() -> bool:
+    return sys.stderr.isatty() and os.environ.get("HAPPYSAD_NO_PROGRESS", "") in ("", "0")
+
+
+def load_rows(data_dir: Path, cfg: TrainConfig, classes: list[str]) -> list[splitting.Row]:
+    """The split manifest: read the given one (keeping the chosen classes) or make one now."""
+    if cfg.split:
+        rows = [r for r in splitting.read_manifest(cfg.split) if r.label in classes]
+        missing = [r.path for r in rows if not (data_dir / r.path).is_file()]
+        if missing:
+            raise HappysadError(f"{cfg.split}: {len(missing)} file(s) listed are not in {data_dir} "
+                                f"(first: {missing[0]}); was the manifest made for another folder?")
+        return rows
+    rows, skipped = splitting.split_folder(data_dir, None, cfg.ratios, cfg.seed, classes)
+    if skipped:
+        _log(f"skipped {len(skipped)} file(s) that are not images (first: {skipped[0]}); "
+             "run `happysad clean` to quarantine them", cfg.verbose)
+    return rows
+
+
+def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int):
+    import keras
+
+    class AtomicBest(keras.callbacks.Callback):
+        """Save weights/best.keras atomically whenever val_loss improves."""
+
+        def __init__(self):
+            super().__init__()
+            self.best = math.inf
+            self.best_epoch = -1
+
+        def on_epoch_end(self, epoch, logs=None):
+            v = (logs or {}).get("val_loss")
+            if v is not None and v < self.best:
+                self.best, self.best_epoch = v, epoch
+                bundle.save_keras(self.model, run_dir / "weights" / "best.keras")
+
+    class EpochLine(keras.callbacks.Callback):
+        """One readable line per epoch on stderr, with a batch progress bar on a terminal."""
+
+        def __init__(self, best: AtomicBest):
+            super().__init__()
+            self.best = best
+            self.bar = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+            if _show_progress():
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=n_train_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                                leave=False, file=sys.stderr, unit="batch")
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.bar is not None:
+                self.bar.update(1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            logs = logs or {}
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            parts = [f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
+            mark = "  *best" if self.best.best_epoch == epoch else ""
+            _log(f"epoch {epoch + 1:>3}/{cfg.epochs}  " + "  ".join(parts) +
+                 f"  lr {lr:.2g}  {time.perf_counter() - self.t0:.1f}s{mark}", cfg.verbose)
+
+    best = AtomicBest()
+    cbs = [keras.callbacks.CSVLogger(str(run_dir / "results.csv")), best, EpochLine(best)]
+    if cfg.reduce_lr:
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                     patience=max(2, cfg.patience // 2), min_lr=1e-5))
+    if cfg.early_stopping:
+        cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                                 restore_best_weights=True))
+    return cbs
+
+
+def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **overrides) -> TrainResult:
+    """Train on ``data_dir`` (a folder of class folders). Keyword overrides set TrainConfig fields."""
+    import keras
+
+    cfg = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).resolved()
+    data_dir = Path(data_dir)
+    t_start = time.perf_counter()
+    classes = splitting.list_classes(data_dir, cfg.classes)
+    rows = load_rows(data_dir, cfg, classes)
+    by_split = {s: [r for r in rows if r.split == s] for s in splitting.SPLITS}
+    if not by_split["train"] or not by_split["val"]:
+        raise UsageError(f"{data_dir}: the split has {len(by_split['train'])} train and {len(by_split['val'])} "
+                         "validation images; both are needed (add images or change --ratios)")
+
+    run_dir = new_run_dir(cfg.project, cfg.name)
+    (run_dir / "weights").mkdir()
+    splitting.write_manifest(rows, run_dir / "split.csv")
+    color_mode = "grayscale" if cfg.grayscale else "rgb"
+    size = (cfg.img_size, cfg.img_size)
+    counts = splitting.counts(rows)
+    meta = bundle.make_meta(
+        classes=classes, img_size=size, color_mode=color_mode, arch=cfg.arch,
+        train={**{k: v for k, v in asdict(cfg).items() if k not in ("extra_meta", "verbose", "classes")},
+               "ratios": list(cfg.ratios), "data": str(data_dir.resolve()), "split_manifest": "split.csv",
+               "counts": counts},
+        **cfg.extra_meta,
+    )
+    bundle.write_json(run_dir / "meta.json", meta)
+    _log(f"run folder: {run_dir}", cfg.verbose)
+    _log("classes: " + ", ".join(f"{c} ({sum(counts[c].values())})" for c in classes) +
+         f" | train {len(by_split['train'])}, val {len(by_split['val'])}, test {len(by_split['test'])}",
+         cfg.verbose)
+
+    keras.utils.set_random_seed(cfg.seed)
+    index = {c: i for i, c in enumerate(classes)}
+
+    def dataset(split_rows, train_mode):
+        aug = data.augmenter(cfg.seed, flip=cfg.flip) if (train_mode and cfg.augment) else None
+        return data.make_dataset([str(data_dir / r.path) for r in split_rows],
+                                 [index[r.label] for r in split_rows], size, color_mode, cfg.batch_size,
+                                 len(classes), shuffle=train_mode, augment=aug, seed=cfg.seed, log=log)
+
+    log = data.DecodeLog()
+    train_ds, val_ds = dataset(by_split["train"], True), dataset(by_split["val"], False)
+
+    net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), len(classes))
+    if len(classes) == 2:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
+    else:  # labels arrive one-hot (see data.make_dataset), which allows label smoothing
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+    net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
+
+    class_weight = None
+    if cfg.class_weight:
+        n = np.array([sum(1 for r in by_split["train"] if r.label == c) for c in classes], dtype=float)
+        w = n.sum() / (len(classes) * np.maximum(n, 1))
+        class_weight = {i: float(x) for i, x in enumerate(w)}
+    n_batches = math.ceil(len(by_split["train"]) / cfg.batch_size)
+    with warnings.catch_warnings():
+        # The pipeline is shuffled by tf.data and its length is unknown until the first epoch ends
+        # (undecodable files are dropped); Keras warns about both, harmlessly.
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+        warnings.filterwarnings("ignore", message=".*ran out of data.*")
+        history = net.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0, shuffle=False,
+                          class_weight=class_weight, callbacks=_callbacks(cfg, run_dir, n_batches))
+    if log.failed:
+        first = next(iter(log.failed.items()))
+        _log(f"warning: {len(log.failed)} file(s) could not be decoded and were left out "
+             f"(first: {first[1]}); run `happysad clean`", cfg.verbose)
+    bundle.save_keras(net, run_dir / "weights" / "last.keras")
+    if not (run_dir / "weights" / "best.keras").exists():
+        bundle.save_keras(net, run_dir / "weights" / "best.keras")
+    train_seconds = time.perf_counter() - t_start
+
+    # Held-out evaluation with the best weights, through the same code path users call.
+    eval_rows = by_split["test"] or by_split["val"]
+    eval_split = "test" if by_split["test"] else "val"
+    predictor = Predictor(bundle.load(run_dir), batch_size=max(cfg.batch_size, 64))
+    metrics = evaluate_files(predictor, [str(data_dir / r.path) for r in eval_rows], [r.label for r in eval_rows])
+    epochs_run = len(history.history.get("loss", []))
+    metrics.update(split=eval_split, weights="weights/best.keras", epochs_run=epochs_run,
+                   train_seconds=round(train_seconds, 1),
+                   images_per_second=round(len(by_split["train"]) * epochs_run / max(train_seconds, 1e-9), 1))
+    bundle.write_json(run_dir / "metrics.json", metrics)
+    meta["metrics"] = {k: metrics[k] for k in ("split", "accuracy", "n", "macro_f1", "roc_auc") if k in metrics}
+    bundle.write_json(run_dir / "meta.json", meta)
+    report.plot_curves(run_dir / "results.csv", run_dir / "curves.png", title=f"{run_dir.name} ({cfg.arch})")
+    report.plot_confusion(metrics["confusion"], classes, run_dir / "confusion_matrix.png",
+                          title=f"{run_dir.name} {eval_split}")
+    _log(f"{eval_split} accuracy {metrics['accuracy']:.4f} on {metrics['n']} images "
+         f"({epochs_run} epochs, {train_seconds:.0f}s)", cfg.verbose)
+    return TrainResult(run_dir, metrics, {k: [float(x) for x in v] for k, v in history.history.items()},
+                       train_seconds)
+
