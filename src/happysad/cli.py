@@ -84,14 +84,25 @@ def cmd_split(args) -> int:
 def cmd_train(args) -> int:
     from . import train
 
+    if args.resume:
+        res = train.resume(args.resume)
+        return _report_train(res, args)
+    if not args.data:
+        raise UsageError("give DATA (a folder of class folders) or --resume RUN_FOLDER")
     cfg = train.TrainConfig(
         arch=args.arch, img_size=args.img_size, grayscale=args.grayscale, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, name=args.name, classes=_classes(args),
         split=args.split, ratios=args.ratios, project=args.project, learning_rate=args.lr,
         early_stopping=args.early_stopping, patience=args.patience, augment=args.augment,
+        distributed=args.distributed,
     )
-    res = train.train(args.data, cfg)
+    return _report_train(train.train(args.data, cfg), args)
+
+
+def _report_train(res, args) -> int:
     m = res.metrics
+    if not m:  # a non-chief worker of a distributed run: the chief reports
+        return 0
     if args.json:
         _print_json({"run": str(res.run_dir), **m})
     else:
@@ -220,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     classes_opt(sp)
 
     sp = add("train", "train a classifier into runs/train/NAME", cmd_train)
-    sp.add_argument("data", help="folder of class folders")
+    sp.add_argument("data", nargs="?", help="folder of class folders")
+    sp.add_argument("--resume", metavar="RUN", help="continue a killed run from its last finished epoch")
+    sp.add_argument("--distributed", action="store_true",
+                    help="tf.distribute: MultiWorkerMirroredStrategy from TF_CONFIG, else all local GPUs")
     sp.add_argument("--split", metavar="SPLIT.csv", help="use this manifest instead of splitting now")
     sp.add_argument("--arch", choices=sorted(ARCHS), default="default")
     sp.add_argument("--img-size", type=int, metavar="N", help="square input side (default: seed 256, default 96)")

@@ -10,12 +10,13 @@ stopping for ``default``) -> save -> evaluate the best weights on the held-out t
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -59,6 +60,7 @@ class TrainConfig:
     class_weight: bool | None = None
     label_smoothing: float | None = None
     reduce_lr: bool | None = None
+    distributed: bool = False
     verbose: bool = True
     extra_meta: dict = field(default_factory=dict)
 
@@ -125,16 +127,28 @@ def load_rows(data_dir: Path, cfg: TrainConfig, classes: list[str]) -> list[spli
     return rows
 
 
-def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int):
+def _history_state(rows: list[dict]) -> tuple[float, int, int]:
+    """(best val_loss, its epoch, last epoch) from results.csv rows, to carry callback state across a resume."""
+    scored = [(r["val_loss"], int(r["epoch"])) for r in rows if "val_loss" in r]
+    if not scored:
+        return math.inf, -1, -1
+    best, best_epoch = min(scored)
+    return best, best_epoch, int(rows[-1]["epoch"])
+
+
+def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int, done: list[dict], chief: bool):
+    """CSV log, atomic best checkpoint, per-epoch line, LR plateau, early stopping, and BackupAndRestore
+    (every epoch, for --resume). ``done`` holds the results.csv rows of epochs finished before a resume."""
     import keras
+
+    best_loss, best_epoch, last_epoch = _history_state(done)
 
     class AtomicBest(keras.callbacks.Callback):
         """Save weights/best.keras atomically whenever val_loss improves."""
 
         def __init__(self):
             super().__init__()
-            self.best = math.inf
-            self.best_epoch = -1
+            self.best, self.best_epoch = best_loss, best_epoch
 
         def on_epoch_end(self, epoch, logs=None):
             v = (logs or {}).get("val_loss")
@@ -152,7 +166,7 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int):
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
-            if _show_progress():
+            if _show_progress() and chief:
                 from tqdm import tqdm
 
                 self.bar = tqdm(total=n_train_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -171,54 +185,189 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int):
             parts = [f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
             mark = "  *best" if self.best.best_epoch == epoch else ""
             _log(f"epoch {epoch + 1:>3}/{cfg.epochs}  " + "  ".join(parts) +
-                 f"  lr {lr:.2g}  {time.perf_counter() - self.t0:.1f}s{mark}", cfg.verbose)
+                 f"  lr {lr:.2g}  {time.perf_counter() - self.t0:.1f}s{mark}", cfg.verbose and chief)
+
+    def carry_state(cb):
+        """Give a plateau/early-stop callback the best value and wait count it had before a kill."""
+        if done and best_epoch >= 0:
+            cb.best, cb.best_epoch = best_loss, best_epoch
+            cb.wait = (last_epoch - best_epoch) % (cb.patience if isinstance(cb, Plateau) else 10**9)
+
+    class Plateau(keras.callbacks.ReduceLROnPlateau):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            carry_state(self)
+
+    class Stop(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            carry_state(self)
 
     best = AtomicBest()
-    cbs = [keras.callbacks.CSVLogger(str(run_dir / "results.csv")), best, EpochLine(best)]
+    cbs = [
+        # Saved first at each epoch end, so that a kill after it finds this epoch complete.
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        keras.callbacks.CSVLogger(str(run_dir / "results.csv"), append=bool(done)),
+        best, EpochLine(best),
+    ]
     if cfg.reduce_lr:
-        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                                     patience=max(2, cfg.patience // 2), min_lr=1e-5))
+        cbs.append(Plateau(monitor="val_loss", factor=0.5, patience=max(2, cfg.patience // 2), min_lr=1e-5))
     if cfg.early_stopping:
-        cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                                 restore_best_weights=True))
+        cbs.append(Stop(monitor="val_loss", patience=cfg.patience, restore_best_weights=True))
     return cbs
 
 
-def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **overrides) -> TrainResult:
-    """Train on ``data_dir`` (a folder of class folders). Keyword overrides set TrainConfig fields."""
-    import keras
+def _cluster_role() -> tuple[bool, str]:
+    """(is chief, task name) from TF_CONFIG; a single process is its own chief."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task") or {}
+    kind, index = task.get("type"), int(task.get("index", 0))
+    if kind is None:
+        return True, "local"
+    has_chief = "chief" in (tf_config.get("cluster") or {})
+    return kind == "chief" or (kind == "worker" and index == 0 and not has_chief), f"{kind}{index}"
 
+
+def make_strategy(distributed: bool):
+    """MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster, else MirroredStrategy over the
+    local GPUs (or the CPU); None when not distributed."""
+    if not distributed:
+        return None
+    import tensorflow as tf
+
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MirroredStrategy()
+
+
+def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **overrides) -> TrainResult:
+    """Train on ``data_dir`` (a folder of class folders) into a new run folder. Keyword overrides set
+    TrainConfig fields."""
     cfg = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).resolved()
     data_dir = Path(data_dir)
     t_start = time.perf_counter()
+    # A distributed strategy must exist before TensorFlow runs any op.
+    strategy = make_strategy(cfg.distributed)
+    chief, task = _cluster_role()
     classes = splitting.list_classes(data_dir, cfg.classes)
     rows = load_rows(data_dir, cfg, classes)
-    by_split = {s: [r for r in rows if r.split == s] for s in splitting.SPLITS}
-    if not by_split["train"] or not by_split["val"]:
-        raise UsageError(f"{data_dir}: the split has {len(by_split['train'])} train and {len(by_split['val'])} "
-                         "validation images; both are needed (add images or change --ratios)")
+    _check_split(rows, data_dir)
+    if chief:
+        run_dir = new_run_dir(cfg.project, cfg.name)
+    else:  # other workers write only to a private scratch folder
+        import tempfile
 
-    run_dir = new_run_dir(cfg.project, cfg.name)
+        run_dir = Path(tempfile.mkdtemp(prefix=f"happysad-{task}-"))
     (run_dir / "weights").mkdir()
     splitting.write_manifest(rows, run_dir / "split.csv")
-    color_mode = "grayscale" if cfg.grayscale else "rgb"
-    size = (cfg.img_size, cfg.img_size)
     counts = splitting.counts(rows)
     meta = bundle.make_meta(
-        classes=classes, img_size=size, color_mode=color_mode, arch=cfg.arch,
+        classes=classes, img_size=(cfg.img_size, cfg.img_size),
+        color_mode="grayscale" if cfg.grayscale else "rgb", arch=cfg.arch,
         train={**{k: v for k, v in asdict(cfg).items() if k not in ("extra_meta", "verbose", "classes")},
                "ratios": list(cfg.ratios), "data": str(data_dir.resolve()), "split_manifest": "split.csv",
                "counts": counts},
         **cfg.extra_meta,
     )
     bundle.write_json(run_dir / "meta.json", meta)
-    _log(f"run folder: {run_dir}", cfg.verbose)
+    _log(f"run folder: {run_dir}", cfg.verbose and chief)
+    return _fit(run_dir, cfg, data_dir, classes, rows, meta, [], strategy, chief, t_start)
+
+
+def resume(run_dir: str | os.PathLike, verbose: bool = True) -> TrainResult:
+    """Continue a killed run from its last finished epoch: same split, weights, optimizer state and
+    learning rate (Keras BackupAndRestore), and the same callback state (from results.csv)."""
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "meta.json"
+    if not meta_path.is_file() or not (run_dir / "split.csv").is_file():
+        raise HappysadError(f"{run_dir}: not a run folder (needs meta.json and split.csv)")
+    meta = json.loads(meta_path.read_text())
+    backup = run_dir / "backup"
+    if not backup.is_dir() and (run_dir / "metrics.json").is_file():
+        raise HappysadError(f"{run_dir}: this run finished already; nothing to resume")
+    known = {f.name for f in fields(TrainConfig)}
+    saved = {k: v for k, v in meta["train"].items() if k in known}
+    cfg = TrainConfig(**{**saved, "classes": meta["classes"], "verbose": verbose}).resolved()
+    strategy = make_strategy(cfg.distributed)
+    chief, _ = _cluster_role()
+    data_dir = Path(meta["train"]["data"])
+    rows = splitting.read_manifest(run_dir / "split.csv")
+    _check_split(rows, data_dir)
+    done_epochs = 0
+    state = backup / "training_metadata.json"
+    if state.is_file():
+        done_epochs = int(json.loads(state.read_text()).get("epoch", 0))
+    done = []
+    if (run_dir / "results.csv").is_file():
+        done = [r for r in report.read_results(run_dir / "results.csv") if int(r["epoch"]) < done_epochs]
+    _rewrite_results(run_dir / "results.csv", done_epochs)
+    _log(f"resuming {run_dir} after epoch {done_epochs}/{cfg.epochs}", verbose and chief)
+    return _fit(run_dir, cfg, data_dir, list(meta["classes"]), rows, meta, done, strategy, chief, t_start)
+
+
+def _rewrite_results(path: Path, keep_epochs: int) -> None:
+    """Keep only the header and the rows of epochs that the backup says are finished."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    if not lines:
+        return
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",")[0]) < keep_epochs]
+    bundle.atomic_write_bytes(path, "".join(kept).encode() if keep_epochs else b"")
+
+
+def _check_split(rows, data_dir: Path) -> None:
+    n_train = sum(r.split == "train" for r in rows)
+    n_val = sum(r.split == "val" for r in rows)
+    if not n_train or not n_val:
+        raise UsageError(f"{data_dir}: the split has {n_train} train and {n_val} validation images; both "
+                         "are needed (add images or change --ratios)")
+
+
+def _prebuild(net, ds, strategy) -> None:
+    """Work around keras-team/keras#20585: with several workers, Keras 3's fit() builds the model by
+    all-reducing the first per-replica batch, which MultiWorkerMirroredStrategy cannot do. Build it here
+    from one local batch inside the strategy scope instead, and tell fit() it is built."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    x, y = next(iter(ds.take(1)))
+    with strategy.scope():
+        net._symbolic_build(data_batch=(x, y))
+    net._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    # Same issue, second place: per-step logs are scalars, which Keras all-reduces along axis 0.
+    if not getattr(tf_trainer.reduce_per_replica, "_happysad_patched", False):
+        original = tf_trainer.reduce_per_replica
+
+        def reduce_per_replica(values, strategy, reduction="auto"):
+            if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and reduction in ("auto", "mean"):
+                return tf.nest.map_structure(
+                    lambda v: strategy.reduce("MEAN", v, axis=None)
+                    if isinstance(v, tf.distribute.DistributedValues) else v, values)
+            return original(values, strategy, reduction)
+
+        reduce_per_replica._happysad_patched = True
+        tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], rows, meta: dict,
+         done: list[dict], strategy, chief: bool, t_start: float) -> TrainResult:
+    import contextlib
+
+    import keras
+
+    by_split = {s: [r for r in rows if r.split == s] for s in splitting.SPLITS}
+    counts = splitting.counts(rows)
+    color_mode = "grayscale" if cfg.grayscale else "rgb"
+    size = (cfg.img_size, cfg.img_size)
     _log("classes: " + ", ".join(f"{c} ({sum(counts[c].values())})" for c in classes) +
          f" | train {len(by_split['train'])}, val {len(by_split['val'])}, test {len(by_split['test'])}",
-         cfg.verbose)
+         cfg.verbose and chief)
 
     keras.utils.set_random_seed(cfg.seed)
     index = {c: i for i, c in enumerate(classes)}
+    log = data.DecodeLog()
 
     def dataset(split_rows, train_mode):
         aug = data.augmenter(cfg.seed, flip=cfg.flip) if (train_mode and cfg.augment) else None
@@ -226,15 +375,17 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
                                  [index[r.label] for r in split_rows], size, color_mode, cfg.batch_size,
                                  len(classes), shuffle=train_mode, augment=aug, seed=cfg.seed, log=log)
 
-    log = data.DecodeLog()
     train_ds, val_ds = dataset(by_split["train"], True), dataset(by_split["val"], False)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), len(classes))
+        if len(classes) == 2:
+            loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
+        else:  # labels arrive one-hot (see data.make_dataset), which allows label smoothing
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
 
-    net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), len(classes))
-    if len(classes) == 2:
-        loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
-    else:  # labels arrive one-hot (see data.make_dataset), which allows label smoothing
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-    net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        _prebuild(net, train_ds, strategy)
 
     class_weight = None
     if cfg.class_weight:
@@ -248,25 +399,30 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
         warnings.filterwarnings("ignore", message=".*ran out of data.*")
         history = net.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0, shuffle=False,
-                          class_weight=class_weight, callbacks=_callbacks(cfg, run_dir, n_batches))
+                          class_weight=class_weight, callbacks=_callbacks(cfg, run_dir, n_batches, done, chief))
     if log.failed:
         first = next(iter(log.failed.items()))
         _log(f"warning: {len(log.failed)} file(s) could not be decoded and were left out "
-             f"(first: {first[1]}); run `happysad clean`", cfg.verbose)
+             f"(first: {first[1]}); run `happysad clean`", cfg.verbose and chief)
     bundle.save_keras(net, run_dir / "weights" / "last.keras")
     if not (run_dir / "weights" / "best.keras").exists():
         bundle.save_keras(net, run_dir / "weights" / "best.keras")
     train_seconds = time.perf_counter() - t_start
+    all_rows = report.read_results(run_dir / "results.csv") if (run_dir / "results.csv").stat().st_size else []
+    hist = {k: [r[k] for r in all_rows if k in r] for k in (all_rows[0] if all_rows else {}) if k != "epoch"}
+    if not chief:
+        return TrainResult(run_dir, {}, hist, train_seconds)
 
     # Held-out evaluation with the best weights, through the same code path users call.
     eval_rows = by_split["test"] or by_split["val"]
     eval_split = "test" if by_split["test"] else "val"
     predictor = Predictor(bundle.load(run_dir), batch_size=max(cfg.batch_size, 64))
     metrics = evaluate_files(predictor, [str(data_dir / r.path) for r in eval_rows], [r.label for r in eval_rows])
-    epochs_run = len(history.history.get("loss", []))
+    epochs_run = len(all_rows)
+    epochs_here = len(history.history.get("loss", []))  # this process only (less after a resume)
     metrics.update(split=eval_split, weights="weights/best.keras", epochs_run=epochs_run,
                    train_seconds=round(train_seconds, 1),
-                   images_per_second=round(len(by_split["train"]) * epochs_run / max(train_seconds, 1e-9), 1))
+                   images_per_second=round(len(by_split["train"]) * epochs_here / max(train_seconds, 1e-9), 1))
     bundle.write_json(run_dir / "metrics.json", metrics)
     meta["metrics"] = {k: metrics[k] for k in ("split", "accuracy", "n", "macro_f1", "roc_auc") if k in metrics}
     bundle.write_json(run_dir / "meta.json", meta)
@@ -275,6 +431,5 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
                           title=f"{run_dir.name} {eval_split}")
     _log(f"{eval_split} accuracy {metrics['accuracy']:.4f} on {metrics['n']} images "
          f"({epochs_run} epochs, {train_seconds:.0f}s)", cfg.verbose)
-    return TrainResult(run_dir, metrics, {k: [float(x) for x in v] for k, v in history.history.items()},
-                       train_seconds)
+    return TrainResult(run_dir, metrics, hist, train_seconds)
 
