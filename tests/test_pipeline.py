@@ -114,3 +114,22 @@ def test_three_classes_softmax(shapes3, tmp_path):
     assert np.array(res.metrics["confusion"]).shape == (3, 3)
     out = predict.predict([str(shapes3 / "square" / "square_000.png")], res.run_dir)
     assert set(out[0]["probabilities"]) == {"circle", "square", "triangle"}
+
+
+def test_separate_validation_folder(tmp_path):
+    import shutil
+
+    from happysad import split as splitting
+    from happysad import train
+
+    from conftest import make_shapes
+
+    data = make_shapes(tmp_path / "train", n_per_class=20, kinds=("circle", "square"), seed=1)
+    val = make_shapes(tmp_path / "val", n_per_class=6, kinds=("circle", "square"), seed=2)
+    shutil.copy(val / "circle" / "circle_000.png", data / "circle" / "leaked.png")
+    res = train.train(data, val_data=str(val), arch="seed", img_size=32, epochs=1, project=str(tmp_path / "r"),
+                      verbose=False)
+    rows = splitting.read_manifest(res.run_dir / "split.csv")
+    assert sum(r.split == "train" for r in rows) == 40  # the leaked copy is left out
+    assert sum(r.split == "val" for r in rows) == 12 and not any(r.split == "test" for r in rows)
+    assert res.metrics["split"] == "val" and res.metrics["n"] == 12

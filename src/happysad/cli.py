@@ -94,7 +94,7 @@ def cmd_train(args) -> int:
         batch_size=args.batch_size, seed=args.seed, name=args.name, classes=_classes(args),
         split=args.split, ratios=args.ratios, project=args.project, learning_rate=args.lr,
         early_stopping=args.early_stopping, patience=args.patience, augment=args.augment,
-        distributed=args.distributed,
+        distributed=args.distributed, val_data=args.val_data,
     )
     return _report_train(train.train(args.data, cfg), args)
 
@@ -236,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--distributed", action="store_true",
                     help="tf.distribute: MultiWorkerMirroredStrategy from TF_CONFIG, else all local GPUs")
     sp.add_argument("--split", metavar="SPLIT.csv", help="use this manifest instead of splitting now")
+    sp.add_argument("--val-data", metavar="DIR", help="a separate validation folder (same class folders): "
+                    "train on all of DATA, select and report on DIR")
     sp.add_argument("--arch", choices=sorted(ARCHS), default="default")
     sp.add_argument("--img-size", type=int, metavar="N", help="square input side (default: seed 256, default 96)")
     sp.add_argument("--grayscale", action="store_true", help="train on one gray channel")

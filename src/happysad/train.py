@@ -50,6 +50,7 @@ class TrainConfig:
     name: str | None = None
     classes: Sequence[str] | None = None
     split: str | None = None  # an existing manifest; None = split now
+    val_data: str | None = None  # a separate validation folder: all of DATA trains, this one selects
     ratios: Sequence[float] = splitting.DEFAULT_RATIOS
     project: str = RUNS_DIR
     learning_rate: float | None = None
@@ -120,10 +121,28 @@ def load_rows(data_dir: Path, cfg: TrainConfig, classes: list[str]) -> list[spli
             raise HappysadError(f"{cfg.split}: {len(missing)} file(s) listed are not in {data_dir} "
                                 f"(first: {missing[0]}); was the manifest made for another folder?")
         return rows
+    if cfg.val_data:
+        return _rows_with_val_folder(data_dir, Path(cfg.val_data), classes, cfg.verbose)
     rows, skipped = splitting.split_folder(data_dir, None, cfg.ratios, cfg.seed, classes)
     if skipped:
         _log(f"skipped {len(skipped)} file(s) that are not images (first: {skipped[0]}); "
              "run `happysad clean` to quarantine them", cfg.verbose)
+    return rows
+
+
+def _rows_with_val_folder(data_dir: Path, val_dir: Path, classes: list[str], verbose: bool) -> list[splitting.Row]:
+    """All of ``data_dir`` trains; ``val_dir`` (same class folders) selects the model and is reported.
+    Validation files keep their absolute path in the manifest. Training copies of validation content
+    are dropped, so the two never share an image."""
+    splitting.list_classes(val_dir, classes)
+    train_items, _ = splitting.list_items(data_dir, classes)
+    val_items, _ = splitting.list_items(val_dir, classes)
+    val_keys = {k for _, _, k in val_items}
+    rows = [splitting.Row(p, lab, "train", k) for p, lab, k in train_items if k not in val_keys]
+    dropped = len(train_items) - len(rows)
+    if dropped:
+        _log(f"left out {dropped} training image(s) identical to a validation image", verbose)
+    rows += [splitting.Row(str((val_dir / p).resolve()), lab, "val", k) for p, lab, k in val_items]
     return rows
 
 
@@ -205,10 +224,11 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int, done: list
 
     best = AtomicBest()
     cbs = [
-        # Saved first at each epoch end, so that a kill after it finds this epoch complete.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        # The CSV row is written before the backup: a kill between the two makes the resume redo that
+        # epoch and drop its row, so no epoch is ever lost or logged twice.
         keras.callbacks.CSVLogger(str(run_dir / "results.csv"), append=bool(done)),
         best, EpochLine(best),
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
     ]
     if cfg.reduce_lr:
         cbs.append(Plateau(monitor="val_loss", factor=0.5, patience=max(2, cfg.patience // 2), min_lr=1e-5))
@@ -313,7 +333,9 @@ def _rewrite_results(path: Path, keep_epochs: int) -> None:
     lines = path.read_text().splitlines(keepends=True)
     if not lines:
         return
-    kept = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",")[0]) < keep_epochs]
+    width = lines[0].count(",")
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.endswith("\n") and ln.count(",") == width
+                         and int(ln.split(",")[0]) < keep_epochs]  # drops a row torn by the kill
     bundle.atomic_write_bytes(path, "".join(kept).encode() if keep_epochs else b"")
 
 
