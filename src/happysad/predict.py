@@ -83,6 +83,11 @@ class Predictor:
             xb = np.concatenate([xb, np.zeros((size - n, *xb.shape[1:]), xb.dtype)])
         return probabilities(self.bundle.model.predict_on_batch(xb), len(self.classes))[:n]
 
+    def result(self, name: str, p: np.ndarray) -> dict:
+        """One row of probabilities -> ``{"path", "label", "probabilities"}`` (what predict --json prints;
+        the web API builds its answers with this too)."""
+        return self._result(name, p)
+
     def _result(self, name: str, p: np.ndarray) -> dict:
         k = int(np.argmax(p))
         return {"path": name, "label": self.classes[k],
