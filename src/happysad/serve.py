@@ -171,8 +171,8 @@ class BodyLimit:
     """ASGI middleware: read a request body whole, refusing it with 413 once it passes ``max_bytes``
     (checked on Content-Length first, then while reading, so a chunked upload cannot slip past)."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, int(max_bytes)
+    def __init__(self, app, max_mb: float):
+        self.app, self.max_mb, self.max_bytes = app, max_mb, int(max_mb * 2**20)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -210,8 +210,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     def _too_large(self) -> ApiError:
-        mb = self.max_bytes / 2**20
-        return ApiError(413, "upload_too_large", f"request body is over the upload limit of {mb:g} MB "
+        return ApiError(413, "upload_too_large", f"request body is over the upload limit of {self.max_mb:g} MB "
                         "(all files together; the server's --max-upload-mb)")
 
 
@@ -276,6 +275,7 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
 
     if max_upload_mb <= 0 or max_files < 1 or max_batch < 1 or max_pending < 1 or decode_workers < 1:
         raise UsageError("max_upload_mb, max_files, max_batch, max_pending and decode_workers must be positive")
+    max_pending = max(max_pending, max_files)  # a request of max_files images must be able to get in
     predictor = model if isinstance(model, Predictor) else Predictor(model, batch_size=max_batch)
     bundle = predictor.bundle
     mode = "L" if bundle.color_mode == "grayscale" else "RGB"
@@ -412,7 +412,7 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
                       total_ms=round((time.perf_counter() - t0) * 1000, 2))
         return {"results": results, "timing": timing}
 
-    return BodyLimit(app, int(max_upload_mb * 2**20))
+    return BodyLimit(app, max_upload_mb)
 
 
 def app_of(asgi) -> Any:

@@ -247,7 +247,7 @@ function init() {
   const cam = $("#camera-open");
   if (!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia)) {
     cam.disabled = true;
-    cam.title = "the browser allows the webcam only on https:// or http://localhost pages";
+    cam.title = "browsers allow the webcam only on secure pages (https, or a localhost address)";
   }
   cam.addEventListener("click", openCamera);
   $("#camera-close").addEventListener("click", closeCamera);
