@@ -4,7 +4,7 @@
     POST /api/predict   multipart field ``files`` (one or more images) -> labels and probabilities
     GET  /api/model     classes, input size and the metrics from the model's meta.json
     GET  /health        liveness
-    GET  /docs          OpenAPI docs (Swagger UI served from the swagger-ui-bundle package, no CDN)
+    GET  /docs          OpenAPI docs (Swagger UI served from the fastapi-offline package, no CDN)
 
 How a request is served: the body is read whole by a size-limit middleware (413 past the limit); each
 upload is decoded by :func:`images.decode` (format sniffed from the bytes, decompression-bomb guard) in a
@@ -238,12 +238,13 @@ def _read_page_files() -> dict[str, tuple[bytes, str]]:
 
 
 def _swagger_files() -> dict[str, tuple[bytes, str]]:
-    """Swagger UI's script and style from the swagger-ui-bundle package (FastAPI would link a CDN)."""
+    """Swagger UI 5's script and style as shipped in the fastapi-offline package (FastAPI itself would
+    link them from a CDN, which many machines cannot reach). Empty when the package is missing."""
     try:
-        from swagger_ui_bundle import swagger_ui_path
+        import fastapi_offline
     except ImportError:
         return {}
-    base = Path(swagger_ui_path)
+    base = Path(fastapi_offline.__file__).parent / "static"
     files = {"/docs-static/swagger-ui-bundle.js": ("swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
              "/docs-static/swagger-ui.css": ("swagger-ui.css", "text/css; charset=utf-8")}
     out = {}
@@ -347,7 +348,7 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
                                        swagger_js_url="/docs-static/swagger-ui-bundle.js",
                                        swagger_css_url="/docs-static/swagger-ui.css",
                                        swagger_favicon_url="/favicon.svg")
-        return HTMLResponse("<p>Swagger UI is not installed (pip install swagger-ui-bundle); the API "
+        return HTMLResponse("<p>Swagger UI is not installed (pip install fastapi-offline); the API "
                             'description is at <a href="/openapi.json">/openapi.json</a>.</p>')
 
     # ---- API

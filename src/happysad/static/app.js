@@ -152,13 +152,16 @@ function showResult(r, file, timing, rtt) {
   const info = el("div", "info");
   const head = el("h3", "label", regs.length ? regs[0].label : "no face found");
   head.style.color = colorOf(regs.length ? regs[0].label : "");
-  info.append(head, el("div", "name muted small", `${r.path} · ${r.width}×${r.height}`));
+  const what = Array.isArray(r.faces) ? `${regs.length} face${regs.length === 1 ? "" : "s"}` : "whole image classified";
+  info.append(head, el("div", "name muted small", `${r.path} · ${r.width}×${r.height} · ${what}`));
   regs.forEach((g) => info.append(bars(g, regs.length > 1 || Array.isArray(r.faces))));
   const t = el("div", "timing");
   t.textContent = `model ${r.ms} ms/image (batch of ${timing.batch}) · server ${timing.total_ms} ms · ` +
                   `round trip ${Math.round(rtt)} ms`;
   info.append(t);
-  card.append(frame, info);
+  const media = el("div", "media");
+  media.append(frame);
+  card.append(media, info);
   addCard(card);
 }
 
