@@ -104,6 +104,29 @@ def test_box_is_in_upright_coordinates(client, predictor):
     assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-5)
 
 
+def test_photo_gets_the_same_answer_as_predict(client, predictor):
+    # A JPEG bigger than the model input takes the same decoding path (JPEG draft mode) as `predict`.
+    rng = np.random.default_rng(4)
+    photo = Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    data = png_bytes(photo, "JPEG", quality=85)
+    got = client.post("/api/predict", files={"files": ("photo.jpg", data, "image/jpeg")}).json()["results"][0]
+    want = predictor.predict([data])[0]
+    assert got["probabilities"] == want["probabilities"] and got["box"] == [0, 0, 640, 480]
+
+
+def test_probe_reads_the_header_only():
+    from happysad import images
+
+    info = images.probe(png_header_only(8000, 6000), max_pixels=10**9)  # no pixel data to decode
+    assert (info.format, info.width, info.height) == ("PNG", 8000, 6000)
+    with pytest.raises(images.ImageError) as e:
+        images.probe(png_header_only(8000, 8000))
+    assert e.value.reason == "too_many_pixels"
+    with pytest.raises(images.ImageError) as e:
+        images.probe(b"GIF89a-not-really")
+    assert e.value.reason in ("corrupt", "not_image")
+
+
 @pytest.mark.parametrize("name,data,reason", [
     ("notes.txt", b"just some text\n", "not_image"),
     ("photo.jpg", b"<!doctype html><html><body>404</body></html>", "not_image"),  # the name is not believed

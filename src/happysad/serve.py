@@ -256,10 +256,6 @@ def _swagger_files() -> dict[str, tuple[bytes, str]]:
     return out
 
 
-def _upright_size(img) -> tuple[int, int]:
-    return int(img.size[0]), int(img.size[1])
-
-
 def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = MAX_FILES,
                max_batch: int = MAX_BATCH, max_pending: int = MAX_PENDING,
                decode_workers: int = DECODE_WORKERS, max_pixels: int = images.MAX_PIXELS, warm_up: bool = True,
@@ -277,9 +273,9 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
     if max_upload_mb <= 0 or max_files < 1 or max_batch < 1 or max_pending < 1 or decode_workers < 1:
         raise UsageError("max_upload_mb, max_files, max_batch, max_pending and decode_workers must be positive")
     max_pending = max(max_pending, max_files)  # a request of max_files images must be able to get in
+    max_pixels = min(max_pixels, images.MAX_PIXELS)  # load_for_model refuses more anyway
     predictor = model if isinstance(model, Predictor) else Predictor(model, batch_size=max_batch)
     bundle = predictor.bundle
-    mode = "L" if bundle.color_mode == "grayscale" else "RGB"
     batcher = Batcher(predictor, max_batch)
     pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="happysad-decode")
     page = _read_page_files()
@@ -365,8 +361,10 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
                 "limits": limits}
 
     def prepare(data: bytes):
-        img, _info = images.decode(data, mode, max_pixels=max_pixels)
-        return predictor.load(img), _upright_size(img)
+        # Header checks first (format allowed, pixel limit) so that a bomb is refused before decoding;
+        # then exactly the decoding `happysad predict` does, so both give the same answer.
+        info = images.probe(data, max_pixels=max_pixels)
+        return predictor.load(data), (info.width, info.height)
 
     error_responses = {s: {"description": d, "content": {"application/json": {"example": {"error": {
         "status": s, "code": c, "message": "..."}}}}} for s, c, d in (
