@@ -371,6 +371,7 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
         (400, "corrupt", "corrupt image or decompression bomb (too many pixels)"),
         (413, "upload_too_large", "request body over --max-upload-mb, or more than --max-files files"),
         (415, "not_image", "a file is not an image (judged by its bytes, not its name)"),
+        (422, "bad_request", "no multipart field 'files'"),
         (503, "busy", "too many images waiting; retry shortly"))}
 
     @app.post("/api/predict", summary="Classify one or more images", responses=error_responses)
@@ -409,7 +410,7 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
             results.append(r)
         timing.update(decode_ms=round((t1 - t0) * 1000, 2),
                       total_ms=round((time.perf_counter() - t0) * 1000, 2))
-        return {"results": results, "timing": timing}
+        return JSONResponse({"results": results, "timing": timing})  # plain dicts: skip FastAPI's re-encoding
 
     return BodyLimit(app, max_upload_mb)
 
