@@ -107,7 +107,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def worker(host, port, request, todo: list, latencies: list, errors: list, deadline: float):
+async def worker(host, port, request, todo: list, latencies: list, errors: list, deadline: float, batches: list):
     reader = writer = None
     while todo and time.perf_counter() < deadline:
         todo.pop()
@@ -118,7 +118,10 @@ async def worker(host, port, request, todo: list, latencies: list, errors: list,
             writer.write(request)
             await writer.drain()
             status, body = await read_response(reader)
-            ok = status == 200 and len(json.loads(body)["results"]) == 1
+            answer = json.loads(body) if status == 200 else {}
+            ok = status == 200 and len(answer["results"]) == 1
+            if ok:
+                batches.append((answer["timing"]["batch"], answer["timing"]["model_ms"]))
         except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as e:
             ok, status = False, type(e).__name__
             if writer is not None:
@@ -132,9 +135,9 @@ async def worker(host, port, request, todo: list, latencies: list, errors: list,
 
 
 async def load(host, port, request, n, concurrency, time_limit=TIME_LIMIT_S) -> dict:
-    todo, latencies, errors = list(range(n)), [], []
+    todo, latencies, errors, batches = list(range(n)), [], [], []
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker(host, port, request, todo, latencies, errors, t0 + time_limit)
+    await asyncio.gather(*(worker(host, port, request, todo, latencies, errors, t0 + time_limit, batches)
                            for _ in range(concurrency)))
     wall = time.perf_counter() - t0
     ms = np.array(latencies) * 1000
@@ -142,7 +145,10 @@ async def load(host, port, request, n, concurrency, time_limit=TIME_LIMIT_S) -> 
             "throughput_rps": round(len(latencies) / wall, 1), "p50_ms": round(float(np.percentile(ms, 50)), 1),
             "p95_ms": round(float(np.percentile(ms, 95)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
             "max_ms": round(float(ms.max()), 1), "errors": len(errors),
-            "error_kinds": sorted({str(e) for e in errors}), "unfinished": n - len(latencies)}
+            "error_kinds": sorted({str(e) for e in errors}), "unfinished": n - len(latencies),
+            # as the requests saw it: the size of the model call each rode in, and that call's time
+            "mean_batch": round(float(np.mean([b for b, _ in batches])), 1) if batches else 0,
+            "mean_model_ms": round(float(np.mean([m for _, m in batches])), 1) if batches else 0}
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -203,7 +209,8 @@ def main(argv=None) -> int:
                 results[name] = r
                 print(f"{name:<20} {r['requests']} requests at {r['concurrency']} concurrent: "
                       f"{r['throughput_rps']} req/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, "
-                      f"p99 {r['p99_ms']} ms, max {r['max_ms']} ms, errors {r['errors']}"
+                      f"p99 {r['p99_ms']} ms, max {r['max_ms']} ms, errors {r['errors']} "
+                      f"(mean batch {r['mean_batch']}, model call {r['mean_model_ms']} ms)"
                       + (f" {r['error_kinds']}" if r["errors"] else ""), flush=True)
         finally:
             proc.terminate()

@@ -114,6 +114,11 @@ def test_photo_gets_the_same_answer_as_predict(client, predictor):
     assert got["probabilities"] == want["probabilities"] and got["box"] == [0, 0, 640, 480]
 
 
+def test_unpadded_batches_give_the_same_numbers(predictor):
+    x = np.random.default_rng(5).integers(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    assert np.allclose(predictor.predict_arrays(x, pad=False), predictor.predict_arrays(x), atol=1e-5)
+
+
 def test_probe_reads_the_header_only():
     from happysad import images
 
@@ -246,7 +251,8 @@ class SlowFake:
     def __init__(self):
         self.batches, self.gate = [], threading.Event()
 
-    def predict_arrays(self, x):
+    def predict_arrays(self, x, pad=True):
+        assert pad is False  # the server runs exact batch sizes
         self.batches.append(len(x))
         if len(self.batches) == 1:
             self.gate.wait(5)  # hold the first call so the others queue up behind it
@@ -280,7 +286,7 @@ def test_batcher_batches_queued_requests_and_routes_answers():
 
 def test_batcher_model_failure_answers_every_waiter():
     class Broken:
-        def predict_arrays(self, x):
+        def predict_arrays(self, x, pad=True):
             raise RuntimeError("boom")
 
     b = serve.Batcher(Broken())

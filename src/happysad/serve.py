@@ -102,7 +102,8 @@ class Batcher:
             self._thread = None
 
     def warm_up(self) -> None:
-        """Trace every padded batch shape once, so that no user pays for tracing (seconds on CPU)."""
+        """Run a few batch sizes once, so that no user pays for tracing: after two sizes Keras traces the
+        batch dimension as unknown, and every later size runs without retracing."""
         h, w = self.predictor.bundle.image_size
         c = 1 if self.predictor.bundle.color_mode == "grayscale" else 3
         n = 1
@@ -141,7 +142,8 @@ class Batcher:
         while (items := self._take()) is not None:
             t0 = time.perf_counter()
             try:
-                probs = self.predictor.predict_arrays(np.concatenate([it[0] for it in items]))
+                # No padding: warm_up has run several batch sizes, so Keras no longer retraces per size.
+                probs = self.predictor.predict_arrays(np.concatenate([it[0] for it in items]), pad=False)
                 err = None
             except Exception as e:  # a model failure must answer every waiter, not kill the thread
                 probs, err = None, e
