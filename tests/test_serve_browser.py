@@ -162,6 +162,40 @@ def test_page_in_chromium(server, trained_run, tmp_path):
         assert "error" in err.get_attribute("class") and "not an image" in err.text
         assert "error 415" in drv.find_element(By.ID, "status").text
 
+        # Webcam snapshot (Chromium's fake camera): the frame is sent and labelled like a file.
+        drv.find_element(By.ID, "camera-open").click()
+        WebDriverWait(drv, 20).until(lambda d: d.execute_script("return document.getElementById('camera-video')"
+                                                                ".videoWidth") > 0)
+        drv.find_element(By.ID, "camera-snap").click()
+        WebDriverWait(drv, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results .result")) > 2)
+        snap = drv.find_elements(By.CSS_SELECTOR, "#results .result")[0]
+        assert "webcam-" in snap.text and snap.find_element(By.CSS_SELECTOR, ".box .tag").text
+        drv.find_element(By.ID, "camera-close").click()
+
+        # Ready for face detection: a result with a `faces` list gets one labelled box per face.
+        drv.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const c = document.createElement('canvas'); c.width = 200; c.height = 100;
+            c.getContext('2d').fillRect(0, 0, 200, 100);
+            c.toBlob((b) => {
+              showResult({path: 'two.png', label: 'circle', probabilities: {circle: .7, square: .3}, ms: 1,
+                          width: 200, height: 100, box: [0, 0, 200, 100],
+                          faces: [{box: [20, 30, 40, 50], label: 'circle', probabilities: {circle: .9, square: .1}},
+                                  {box: [120, 10, 60, 60], label: 'square', probabilities: {circle: .2, square: .8}}]},
+                         new File([b], 'two.png', {type: 'image/png'}), {batch: 1, total_ms: 2}, 3);
+              done();
+            });""")
+        faces = drv.find_elements(By.CSS_SELECTOR, "#results .result")[0]
+        WebDriverWait(drv, 10).until(lambda d: faces.find_element(By.CSS_SELECTOR, ".frame img")
+                                     .get_property("naturalWidth") > 0)
+        tags = [t.text for t in faces.find_elements(By.CSS_SELECTOR, ".box .tag")]
+        assert tags == ["circle 90.0%", "square 80.0%"] and "2 faces" in faces.text
+        assert [t.text for t in faces.find_elements(By.CSS_SELECTOR, ".bars .sub")] == ["face 1", "face 2"]
+        shown = faces.find_element(By.CSS_SELECTOR, ".frame img").rect
+        first = faces.find_elements(By.CSS_SELECTOR, ".box")[0].rect
+        scale = shown["width"] / 200
+        assert abs(first["x"] - shown["x"] - 20 * scale) <= 2 and abs(first["width"] - 40 * scale) <= 2
+
         # Phone width: the result card stacks and nothing scrolls sideways.
         drv.set_window_size(390, 844)
         time.sleep(0.3)
