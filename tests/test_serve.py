@@ -59,6 +59,7 @@ def test_health_and_model_card(client, trained_run):
     r = client.get("/health")
     assert r.status_code == 200 and r.json()["status"] == "ok"
     m = client.get("/api/model").json()
+    assert m["name"] == "tiny" and r.json()["model"] == "tiny"  # the run's name, not its path on the server
     assert m["classes"] == ["circle", "square"]
     assert m["input"]["height"] == 32 and m["input"]["width"] == 32 and m["input"]["color_mode"] == "rgb"
     assert m["metrics"]["accuracy"] == res.metrics["accuracy"] and m["metrics"]["n"] == res.metrics["n"]

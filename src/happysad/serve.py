@@ -258,6 +258,14 @@ def _swagger_files() -> dict[str, tuple[bytes, str]]:
     return out
 
 
+def display_name(bundle) -> str:
+    """A model's name without the server's folders: the run folder (or built-in) name, else the file stem."""
+    p = Path(bundle.path)
+    if p.parent.name == "weights":
+        return p.parent.parent.name
+    return p.parent.name if p.name == "model.keras" else p.stem
+
+
 def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = MAX_FILES,
                max_batch: int = MAX_BATCH, max_pending: int = MAX_PENDING,
                decode_workers: int = DECODE_WORKERS, max_pixels: int = images.MAX_PIXELS, warm_up: bool = True,
@@ -278,6 +286,7 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
     max_pixels = min(max_pixels, images.MAX_PIXELS)  # load_for_model refuses more anyway
     predictor = model if isinstance(model, Predictor) else Predictor(model, batch_size=max_batch)
     bundle = predictor.bundle
+    model_name = display_name(bundle)  # never the path: a request learns nothing about the server's folders
     batcher = Batcher(predictor, max_batch)
     pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="happysad-decode")
     page = _read_page_files()
@@ -352,12 +361,12 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
     # ---- API
     @app.get("/health", summary="Liveness: the model is loaded and the server answers")
     async def health():
-        return {"status": "ok", "model": bundle.name or str(bundle.path), "version": __version__}
+        return {"status": "ok", "model": model_name, "version": __version__}
 
     @app.get("/api/model", summary="Classes, input size and metrics of the loaded model")
     async def model_info():
         meta = bundle.meta
-        return {"name": bundle.name or str(bundle.path), "classes": bundle.classes,
+        return {"name": model_name, "classes": bundle.classes,
                 "input": meta.get("input", {}), "output": meta.get("output"), "arch": meta.get("arch"),
                 "metrics": meta.get("metrics"), "versions": meta.get("versions"), "faces": False,
                 "limits": limits}
