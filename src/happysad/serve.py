@@ -7,10 +7,11 @@
     GET  /docs          OpenAPI docs (Swagger UI served from the fastapi-offline package, no CDN)
 
 How a request is served: the body is read whole by a size-limit middleware (413 past the limit); each
-upload is decoded by :func:`images.decode` (format sniffed from the bytes, decompression-bomb guard) in a
-small thread pool; the model inputs then go to one inference thread that runs everything queued so far as
-a single batch (greedy micro-batching: no waiting when idle, bigger batches under load). The event loop
-never runs decoding or the model. The page's files are read once at start-up and served from memory by
+upload is checked by :func:`images.probe` (format sniffed from the bytes, pixel limit against
+decompression bombs, upright size) and decoded by ``Predictor.load`` exactly as ``happysad predict`` does,
+in a small thread pool; the model inputs then go to one inference thread that runs everything queued so
+far as a single batch (greedy micro-batching: no waiting when idle, bigger batches under load). The event
+loop never runs decoding or the model. Errors are JSON: ``{"error": {status, code, message, file?}}``. The page's files are read once at start-up and served from memory by
 fixed routes, so no request can name a file on the server.
 
 Each result is what ``happysad predict --json`` prints (path, label, probabilities, ms) plus the image
