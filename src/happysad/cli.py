@@ -177,6 +177,41 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# ---- serve (issue 7): the web page and REST API ---------------------------------------------------------
+
+def cmd_serve(args) -> int:
+    from . import serve
+    from .bundle import load
+
+    bundle = load(_model_ref(args))  # before uvicorn starts, so a bad model is a one-line error
+    url = serve.url_for(args.host, args.port)
+
+    def ready():
+        print(f"happysad serve: {bundle.name} ({', '.join(bundle.classes)}) at {url}  (Ctrl+C to stop)",
+              file=sys.stderr, flush=True)
+
+    serve.serve(bundle, args.host, args.port, max_upload_mb=args.max_upload_mb, max_files=args.max_files,
+                on_ready=ready)
+    return 0
+
+
+def _add_serve_parser(add) -> None:
+    from . import serve
+
+    sp = add("serve", "web page and REST API: drop a photo, see it labelled", cmd_serve)
+    sp.add_argument("--model", help="run folder, .keras file or built-in model name")
+    sp.add_argument("--host", default=serve.HOST, help=f"address to listen on (default {serve.HOST}: this "
+                    "machine only; 0.0.0.0 opens it to the network)")
+    sp.add_argument("--port", type=int, default=serve.PORT, help=f"default {serve.PORT}")
+    sp.add_argument("--max-upload-mb", type=float, default=serve.MAX_UPLOAD_MB, metavar="MB",
+                    help=f"largest request body, all files together (default {serve.MAX_UPLOAD_MB:g}); "
+                         "larger uploads get 413")
+    sp.add_argument("--max-files", type=int, default=serve.MAX_FILES, metavar="N",
+                    help=f"most images in one request (default {serve.MAX_FILES})")
+
+# ---- end serve -------------------------------------------------------------------------------------------
+
+
 def _import_tensorflow_quietly() -> None:
     """TensorFlow's C++ start-up lines (absl, oneDNN) ignore TF_CPP_MIN_LOG_LEVEL; hide stderr while
     it loads. An import error still raises normally once stderr is back."""
@@ -275,13 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=int, default=20)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    _add_serve_parser(add)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("train", "evaluate", "predict", "demo"):
+    if args.command in ("train", "evaluate", "predict", "demo", "serve"):
         _import_tensorflow_quietly()
     try:
         return args.fn(args)

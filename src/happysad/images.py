@@ -175,6 +175,31 @@ def decode(
     return out, ImageInfo(fmt, w, h, img.mode, frames)
 
 
+def probe(src: Source, *, allowed_formats: tuple[str, ...] | None = ALLOWED_FORMATS,
+          max_pixels: int = MAX_PIXELS) -> ImageInfo:
+    """Read only the header: the real format and the size *as shown* (EXIF rotation applied, so width and
+    height may be swapped against :func:`decode`'s info), with decode's format and pixel-limit checks but
+    no pixel decoding. A server uses it to refuse a file cheaply and to report boxes in the coordinates
+    that viewers show; the pixels still come from :func:`load_for_model`."""
+    img, name = _open(src)
+    fmt = (img.format or "ARRAY").upper()
+    if allowed_formats is not None and fmt != "ARRAY" and fmt not in allowed_formats:
+        raise ImageError(name, "format_not_allowed", f"image format {fmt} not allowed "
+                         f"(allowed: {', '.join(allowed_formats)})")
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageError(name, "too_many_pixels",
+                         f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                         "(possible decompression bomb)")
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # unreadable EXIF: decode ignores it too
+        orientation = 1
+    if orientation in (5, 6, 7, 8):  # the transposing and 90-degree rotations
+        w, h = h, w
+    return ImageInfo(fmt, w, h, img.mode, int(getattr(img, "n_frames", 1) or 1))
+
+
 def load_for_model(src: Source, size: tuple[int, int], color_mode: str = "rgb") -> np.ndarray:
     """Decode and resize to a model input: uint8 array of shape (height, width, 1 or 3).
 

@@ -61,27 +61,34 @@ class Predictor:
         """One source (path, bytes, PIL image or array) -> model input pixels."""
         return images.load_for_model(src, self.bundle.image_size, self.bundle.color_mode)
 
-    def predict_arrays(self, x: np.ndarray) -> np.ndarray:
-        """(N, H, W, C) pixels 0..255 -> (N, n_classes) probabilities."""
+    def predict_arrays(self, x: np.ndarray, pad: bool = True) -> np.ndarray:
+        """(N, H, W, C) pixels 0..255 -> (N, n_classes) probabilities. ``pad=False`` runs batches at their
+        exact size: for a long-lived caller (the server) that has already run a few sizes, after which
+        Keras traces the batch dimension as unknown and any size runs without padding's wasted work."""
         x = np.asarray(x, dtype=np.float32)
         out = []
         for i in range(0, len(x), self.batch_size):
             xb = x[i:i + self.batch_size]
-            p = self._run(xb)
+            p = self._run(xb, pad)
             if self.tta:
-                p = (p + self._run(xb[:, :, ::-1])) / 2
+                p = (p + self._run(xb[:, :, ::-1], pad)) / 2
             out.append(p)
         if not out:
             return np.zeros((0, len(self.classes)))
         return np.concatenate(out)
 
-    def _run(self, xb: np.ndarray) -> np.ndarray:
+    def _run(self, xb: np.ndarray, pad: bool = True) -> np.ndarray:
         # Pad to a power of two so that only a handful of batch shapes are ever traced.
         n = len(xb)
         size = 1 << max(n - 1, 0).bit_length()
-        if size != n:
+        if pad and size != n:
             xb = np.concatenate([xb, np.zeros((size - n, *xb.shape[1:]), xb.dtype)])
         return probabilities(self.bundle.model.predict_on_batch(xb), len(self.classes))[:n]
+
+    def result(self, name: str, p: np.ndarray) -> dict:
+        """One row of probabilities -> ``{"path", "label", "probabilities"}`` (what predict --json prints;
+        the web API builds its answers with this too)."""
+        return self._result(name, p)
 
     def _result(self, name: str, p: np.ndarray) -> dict:
         k = int(np.argmax(p))

@@ -1,0 +1,262 @@
+// happysad page: send images to /api/predict and draw what comes back. No libraries, no network but
+// this server. Everything from the server or the user is put in the page as text, never as HTML.
+"use strict";
+
+const PALETTE = ["#2f6fdf", "#e08a00", "#2e9d5b", "#b23ac7", "#d6453d", "#16a0b8", "#7a5a2f", "#5b6470"];
+const CLASS_COLORS = { happy: "#e08a00", sad: "#2f6fdf" };
+const $ = (sel) => document.querySelector(sel);
+let model = null;          // GET /api/model
+let objectUrls = [];       // previews to free on Clear
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function colorOf(label) {
+  if (CLASS_COLORS[label]) return CLASS_COLORS[label];
+  const i = model ? model.classes.indexOf(label) : -1;
+  return PALETTE[(i < 0 ? 0 : i) % PALETTE.length];
+}
+
+const pct = (p) => (100 * p).toFixed(1) + "%";
+
+function setStatus(text, isError) {
+  const s = $("#status");
+  s.textContent = text;
+  s.classList.toggle("error", !!isError);
+}
+
+async function loadModel() {
+  try {
+    const r = await fetch("/api/model");
+    model = await r.json();
+    const inp = model.input || {};
+    const parts = [`model ${model.name}`, `classes: ${model.classes.join(", ")}`,
+                   `input ${inp.width}×${inp.height} ${inp.color_mode || ""}`.trim()];
+    const m = model.metrics;
+    if (m && typeof m.accuracy === "number") parts.push(`${m.split || "test"} accuracy ${pct(m.accuracy)} on ${m.n} images`);
+    $("#model-info").textContent = parts.join(" · ");
+    const l = model.limits || {};
+    $("#limits").textContent = `Up to ${l.max_files} images and ${l.max_upload_mb} MB per upload. ` +
+      (model.faces ? "Each face is labelled." : "The whole image is classified (no face detector yet).");
+  } catch (e) {
+    $("#model-info").textContent = "cannot reach the server";
+  }
+}
+
+// ---- sending
+
+function chunks(list, n) {
+  const out = [];
+  for (let i = 0; i < list.length; i += n) out.push(list.slice(i, i + n));
+  return out;
+}
+
+async function send(files) {
+  files = Array.from(files);
+  if (!files.length) return;
+  const maxFiles = (model && model.limits && model.limits.max_files) || 16;
+  let done = 0;
+  for (const batch of chunks(files, maxFiles)) {
+    setStatus(`classifying ${files.length === 1 ? "1 image" : files.length + " images"}…`);
+    const fd = new FormData();
+    batch.forEach((f, i) => fd.append("files", f, f.name || `image${i}.jpg`));
+    const t0 = performance.now();
+    let resp, body;
+    try {
+      resp = await fetch("/api/predict", { method: "POST", body: fd });
+      body = await resp.json().catch(() => null);
+    } catch (e) {
+      setStatus("the server did not answer: " + e, true);
+      return;
+    }
+    const rtt = performance.now() - t0;
+    if (!resp.ok) {
+      const err = (body && body.error) || { message: `HTTP ${resp.status}` };
+      showError(err, resp.status, batch);
+      setStatus(`error ${resp.status}: ${err.message}`, true);
+      continue;
+    }
+    body.results.forEach((r, i) => showResult(r, batch[i], body.timing, rtt));
+    done += batch.length;
+    setStatus(`done: ${done} image${done === 1 ? "" : "s"} in ${Math.round(rtt)} ms`);
+  }
+}
+
+// ---- drawing
+
+function regions(r) {
+  // Face results when the server has a detector; until then one box: the region the model looked at.
+  if (Array.isArray(r.faces)) return r.faces.map((f, i) => ({ ...f, name: `face ${i + 1}` }));
+  return [{ box: r.box || [0, 0, r.width, r.height], label: r.label, probabilities: r.probabilities,
+            name: "whole image" }];
+}
+
+function drawBox(frame, region, w, h) {
+  const [x, y, bw, bh] = region.box;
+  const box = el("div", "box");
+  box.style.left = (100 * x / w) + "%";
+  box.style.top = (100 * y / h) + "%";
+  box.style.width = (100 * bw / w) + "%";
+  box.style.height = (100 * bh / h) + "%";
+  box.style.setProperty("--c", colorOf(region.label));
+  if (y / h < 0.12) box.classList.add("inside");  // no room above: put the tag inside the box
+  const p = region.probabilities[region.label];
+  box.append(el("span", "tag", `${region.label} ${pct(p)}`));
+  box.dataset.label = region.label;
+  frame.append(box);
+}
+
+function bars(region, showName) {
+  const g = el("div", "bars");
+  if (showName) g.append(el("div", "sub", region.name));
+  const sorted = Object.entries(region.probabilities).sort((a, b) => b[1] - a[1]);
+  for (const [cls, p] of sorted) {
+    const track = el("div", "track");
+    const fill = el("div", "fill");
+    fill.style.width = pct(p);
+    fill.style.setProperty("--c", colorOf(cls));
+    track.append(fill);
+    track.setAttribute("role", "meter");
+    track.setAttribute("aria-label", cls);
+    track.setAttribute("aria-valuenow", (100 * p).toFixed(1));
+    g.append(el("span", "cls", cls), track, el("span", "val", pct(p)));
+  }
+  return g;
+}
+
+function preview(file, r, frame) {
+  const img = el("img");
+  const url = URL.createObjectURL(file);
+  objectUrls.push(url);
+  img.alt = r.path;
+  img.src = url;
+  if (Math.max(r.width, r.height) < 160) img.classList.add("tiny");  // a 48×48 face: show it bigger
+  img.addEventListener("error", () => {
+    img.replaceWith(el("div", "no-preview", "(this browser cannot show this format; the server read it)"));
+  });
+  frame.append(img);
+}
+
+function showResult(r, file, timing, rtt) {
+  const card = el("article", "result");
+  card.dataset.label = r.label;
+  const frame = el("div", "frame");
+  preview(file, r, frame);
+  const regs = regions(r);
+  regs.forEach((g) => drawBox(frame, g, r.width, r.height));
+
+  const info = el("div", "info");
+  const head = el("h3", "label", regs.length ? regs[0].label : "no face found");
+  head.style.color = colorOf(regs.length ? regs[0].label : "");
+  const what = Array.isArray(r.faces) ? `${regs.length} face${regs.length === 1 ? "" : "s"}` : "whole image classified";
+  info.append(head, el("div", "name muted small", `${r.path} · ${r.width}×${r.height} · ${what}`));
+  regs.forEach((g) => info.append(bars(g, regs.length > 1 || Array.isArray(r.faces))));
+  const t = el("div", "timing");
+  t.textContent = `model ${r.ms} ms/image (batch of ${timing.batch}) · server ${timing.total_ms} ms · ` +
+                  `round trip ${Math.round(rtt)} ms`;
+  info.append(t);
+  const media = el("div", "media");
+  media.append(frame);
+  card.append(media, info);
+  addCard(card);
+}
+
+function showError(err, status, batch) {
+  const card = el("article", "result error");
+  const names = err.file || batch.map((f) => f.name).join(", ");
+  card.append(el("strong", null, `Could not classify ${names} (HTTP ${status})`), el("div", null, err.message));
+  addCard(card);
+}
+
+function addCard(card) {
+  const results = $("#results");
+  results.prepend(card);
+  $("#results-title").hidden = false;
+  $("#clear").hidden = false;
+}
+
+function clearResults() {
+  $("#results").replaceChildren();
+  objectUrls.forEach((u) => URL.revokeObjectURL(u));
+  objectUrls = [];
+  $("#results-title").hidden = true;
+  $("#clear").hidden = true;
+  setStatus("");
+}
+
+// ---- webcam
+
+let stream = null;
+
+async function openCamera() {
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "user" }, audio: false });
+  } catch (e) {
+    setStatus("webcam not available: " + (e.message || e.name), true);
+    return;
+  }
+  $("#camera-video").srcObject = stream;
+  $("#camera").hidden = false;
+}
+
+function closeCamera() {
+  if (stream) stream.getTracks().forEach((t) => t.stop());
+  stream = null;
+  $("#camera-video").srcObject = null;
+  $("#camera").hidden = true;
+}
+
+function snap() {
+  const v = $("#camera-video");
+  if (!v.videoWidth) return;
+  const c = document.createElement("canvas");
+  c.width = v.videoWidth;
+  c.height = v.videoHeight;
+  c.getContext("2d").drawImage(v, 0, 0);
+  c.toBlob((blob) => {
+    const stamp = new Date().toISOString().slice(11, 19).replace(/:/g, "");
+    send([new File([blob], `webcam-${stamp}.jpg`, { type: "image/jpeg" })]);
+  }, "image/jpeg", 0.92);
+}
+
+// ---- wiring
+
+function init() {
+  const drop = $("#drop");
+  const input = $("#file-input");
+  input.addEventListener("change", () => { send(input.files); input.value = ""; });
+  ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  }));
+  ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, () => drop.classList.remove("over")));
+  // A file dropped anywhere on the page is sent, instead of the browser navigating away to show it.
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => {
+    e.preventDefault();
+    if (e.dataTransfer && e.dataTransfer.files.length) send(e.dataTransfer.files);
+  });
+  drop.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); }
+  });
+  document.addEventListener("paste", (e) => {
+    const files = Array.from((e.clipboardData && e.clipboardData.files) || []);
+    if (files.length) send(files);
+  });
+  const cam = $("#camera-open");
+  if (!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia)) {
+    cam.disabled = true;
+    cam.title = "browsers allow the webcam only on secure pages (https, or a localhost address)";
+  }
+  cam.addEventListener("click", openCamera);
+  $("#camera-close").addEventListener("click", closeCamera);
+  $("#camera-snap").addEventListener("click", snap);
+  $("#clear").addEventListener("click", clearResults);
+  loadModel();
+}
+
+document.addEventListener("DOMContentLoaded", init);
