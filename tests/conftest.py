@@ -29,7 +29,9 @@ def shape_image(rng: np.random.Generator, kind: str, size: int = 40) -> Image.Im
         d.rectangle([cx - r, cy - r, cx + r, cy + r], fill=fg)
     else:
         d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fg)
-    return img
+    # Some texture, so that distinct pictures also have distinct perceptual hashes (as photos do).
+    arr = np.asarray(img, dtype=np.float32) + rng.normal(0, 25, (size, size, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
 def make_shapes(root: Path, n_per_class: int = 30, kinds=("circle", "square", "triangle"), seed: int = 0,

@@ -15,7 +15,7 @@ def _all_bytes(*roots):
     for r in roots:
         if r.exists():
             out += [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(r.rglob("*"))
-                    if p.is_file() and p.name != clean.MANIFEST]
+                    if p.is_file() and p.name not in (clean.MANIFEST, clean.REPORT)]
     return sorted(out)
 
 

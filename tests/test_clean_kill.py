@@ -17,7 +17,7 @@ EXE = str(Path(sys.executable).with_name("happysad"))
 
 def _digests(root: Path) -> list[str]:
     return sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*")
-                  if p.is_file() and p.name != "manifest.jsonl")
+                  if p.is_file() and p.name not in ("manifest.jsonl", "report.html"))
 
 
 def test_kill_clean_mid_way_then_restore(tmp_path):

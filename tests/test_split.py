@@ -74,3 +74,17 @@ def test_tiny_class_still_gets_val_and_test():
     rows = split.assign(items, (0.7, 0.2, 0.1), seed=0)
     a = split.counts(rows)["a"]
     assert a == {"train": 1, "val": 1, "test": 1}
+
+
+def test_near_duplicates_share_a_split(tmp_path):
+    from PIL import Image
+
+    data = make_shapes(tmp_path / "d", n_per_class=30, kinds=("a", "b"))
+    src = Image.open(data / "a" / "a_000.png")
+    for i in range(6):  # resized and re-encoded copies: different bytes, same picture
+        src.resize((40 + 8 * i, 40 + 8 * i)).save(data / "a" / f"resized_{i}.jpg", quality=90 - 5 * i)
+    rows, _ = split.split_folder(data, None, seed=0, near_dup_distance=4)
+    family = {r.split for r in rows if r.path.startswith("a/resized_") or r.path == "a/a_000.png"}
+    assert len(family) == 1
+    rows0, _ = split.split_folder(data, None, seed=0)  # exact copies only: the family may straddle
+    assert len({r.group for r in rows0 if r.path.startswith("a/resized_")}) == 6

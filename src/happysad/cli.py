@@ -53,8 +53,12 @@ def cmd_clean(args) -> int:
             where = "would move" if args.dry_run else ("NOT moved: " + e["error"] if "error" in e else "moved")
             print(f"{e['path']}: {e['reason']}: {e['detail']} [{where}]")
 
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
     rep = clean.clean(args.data, args.quarantine, _classes(args), min_side=args.min_side,
-                      dry_run=args.dry_run, on_reject=on_reject)
+                      dry_run=args.dry_run, on_reject=on_reject, min_bytes=args.min_bytes,
+                      allowed_formats=formats or clean.images.ALLOWED_FORMATS, max_pixels=args.max_pixels,
+                      animated=args.animated, near_dup_distance=args.near_dup_distance,
+                      report_html=args.report)
     if args.json:
         _print_json(rep.to_json())
         return 0
@@ -65,13 +69,16 @@ def cmd_clean(args) -> int:
     verb = "would quarantine" if args.dry_run else "quarantined"
     print(f"\nkept {rep.kept}, {verb} {len(rep.rejected)}" +
           (f" -> {rep.quarantine}" if rep.rejected and not args.dry_run else ""))
+    if rep.html:
+        print(f"report: {rep.html}")
     return 1 if any("error" in e for e in rep.rejected) else 0
 
 
 def cmd_split(args) -> int:
     from . import split
 
-    rows, skipped = split.split_folder(args.data, args.out, args.ratios, args.seed, _classes(args))
+    rows, skipped = split.split_folder(args.data, args.out, args.ratios, args.seed, _classes(args),
+                                       near_dup_distance=args.near_dup_distance)
     for s in skipped:
         print(f"{s}: skipped (not an image; run happysad clean)", file=sys.stderr)
     table = split.counts(rows)
@@ -253,6 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("data", help="folder of class folders")
     sp.add_argument("--quarantine", metavar="DIR", help="where rejects go (default DATA/../DATA.quarantine)")
     sp.add_argument("--min-side", type=int, default=32, help="reject images whose shortest side is smaller (px)")
+    sp.add_argument("--min-bytes", type=int, default=0,
+                    help="also reject files under this many bytes (the seed's 10 KB rule; off by default)")
+    sp.add_argument("--formats", metavar="F,F", help="allowed formats (default JPEG,PNG,BMP,GIF,WEBP,TIFF,MPO)")
+    sp.add_argument("--max-pixels", type=int, default=50_000_000, help="decompression-bomb guard (pixels)")
+    sp.add_argument("--animated", choices=["first", "reject"], default="first",
+                    help="animated GIF/WebP: train on the first frame (default) or reject")
+    sp.add_argument("--near-dup-distance", type=int, default=4, metavar="BITS",
+                    help="pHash bits within which two pictures count as near-duplicates (0: off)")
+    sp.add_argument("--report", metavar="HTML", help="write the HTML report here "
+                    "(default QUARANTINE/report.html; not written in a dry run unless asked)")
     sp.add_argument("--dry-run", action="store_true", help="report only, move nothing")
     sp.add_argument("--restore", action="store_true", help="move quarantined files back")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
@@ -261,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("split", "write a stratified, seeded train/val/test manifest", cmd_split)
     sp.add_argument("data", help="folder of class folders")
     sp.add_argument("--out", required=True, metavar="SPLIT.csv")
+    sp.add_argument("--near-dup-distance", type=int, default=4, metavar="BITS",
+                    help="keep pictures within this pHash distance in one split (0: exact copies only)")
     ratios_opt(sp)
     sp.add_argument("--seed", type=int, default=0)
     classes_opt(sp)

@@ -45,7 +45,8 @@ def seed(input_shape: tuple[int, int, int], n_classes: int):
     return keras.Model(inputs, _head(x, n_classes), name="seed")
 
 
-def default(input_shape: tuple[int, int, int], n_classes: int, width: int = 32, dropout: float = 0.3):
+def default(input_shape: tuple[int, int, int], n_classes: int, width: int = 32, dropout: float = 0.3,
+            block_dropout: float | None = None):
     """A compact VGG-style CNN: blocks of two 3x3 conv + batch norm + ReLU, max-pool, dropout, until
     the feature map is about 6 px; then global average pooling, dropout and the head.
 
@@ -71,7 +72,8 @@ def default(input_shape: tuple[int, int, int], n_classes: int, width: int = 32, 
             x = L.BatchNormalization(momentum=0.9)(x)
             x = L.Activation("relu")(x)
         x = L.MaxPooling2D()(x)
-        x = L.Dropout(dropout * 0.5)(x)
+        if (dropout * 0.5 if block_dropout is None else block_dropout) > 0:
+            x = L.Dropout(dropout * 0.5 if block_dropout is None else block_dropout)(x)
         side //= 2
         filters = min(filters * 2, 256)
         blocks += 1

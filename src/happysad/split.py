@@ -212,14 +212,46 @@ def counts(rows: Sequence[Row]) -> dict[str, dict[str, int]]:
     return dict(out)
 
 
+def near_duplicate_group_ids(data: str | os.PathLike, items: Sequence[tuple[str, str, str]],
+                             max_distance: int) -> dict[str, str]:
+    """path -> group id joining pictures within ``max_distance`` pHash bits (decodes every image once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import imagehash
+
+    from .clean import near_duplicate_groups
+    from .images import decode
+
+    def phash(rel):
+        try:
+            return int(str(imagehash.phash(decode(Path(data) / rel, "RGB", allowed_formats=None)[0])), 16)
+        except Exception:
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        hashes = list(pool.map(phash, [p for p, _, _ in items]))
+    known = [(item, h) for item, h in zip(items, hashes) if h is not None]
+    gid = near_duplicate_groups([h for _, h in known], max_distance)
+    name: dict[int, str] = {}
+    for ((_, _, key), _), g in zip(known, gid):
+        name.setdefault(g, key)  # a group is named after one member's content key
+    return {path: name[g] for ((path, _, _), _), g in zip(known, gid)}
+
+
 def split_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
                  ratios: Sequence[float] = DEFAULT_RATIOS, seed: int = 0,
                  classes: Sequence[str] | None = None,
-                 groups: Mapping[str, str] | None = None) -> tuple[list[Row], list[str]]:
-    """List, split and (if ``out``) write the manifest. Returns the rows and the skipped non-images."""
+                 groups: Mapping[str, str] | None = None,
+                 near_dup_distance: int = 0) -> tuple[list[Row], list[str]]:
+    """List, split and (if ``out``) write the manifest. Returns the rows and the skipped non-images.
+
+    Byte-identical files always share a split; with ``near_dup_distance`` > 0 so do pictures whose
+    perceptual hashes are that close (e.g. a resized or re-encoded copy)."""
     check_ratios(ratios)
     names = list_classes(data, classes)
     items, skipped = list_items(data, names)
+    if near_dup_distance > 0 and groups is None:
+        groups = near_duplicate_group_ids(data, items, near_dup_distance)
     have = Counter(label for _, label, _ in items)
     empty = [c for c in names if have[c] == 0]
     if empty:
