@@ -101,7 +101,7 @@ def cmd_train(args) -> int:
         batch_size=args.batch_size, seed=args.seed, name=args.name, classes=_classes(args),
         split=args.split, ratios=args.ratios, project=args.project, learning_rate=args.lr,
         early_stopping=args.early_stopping, patience=args.patience, augment=args.augment,
-        distributed=args.distributed, val_data=args.val_data,
+        distributed=args.distributed, val_data=args.val_data, augment_warmup=args.augment_warmup,
     )
     return _report_train(train.train(args.data, cfg), args)
 
@@ -307,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: on for default, off for seed)")
     sp.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                     help="train-time augmentation (default: on for default, off for seed)")
+    sp.add_argument("--augment-warmup", type=int, metavar="EPOCHS",
+                    help="epochs on clean images before augmentation starts (default: a fifth of --epochs)")
     sp.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     ratios_opt(sp)
     classes_opt(sp)

@@ -68,6 +68,7 @@ def make_dataset(
     seed: int = 0,
     cache: bool | None = None,
     log: DecodeLog | None = None,
+    augment_on=None,
 ):
     """A batched ``tf.data.Dataset`` of (pixels 0..255 as float32, target)."""
     import tensorflow as tf
@@ -103,5 +104,10 @@ def make_dataset(
         ds = ds.shuffle(min(len(paths), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        augment(tf.zeros((1, h, w, c)), training=True)  # build the layers outside the graph below
+        if augment_on is None:
+            ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        else:  # a switch the training loop flips (augmentation warm-up)
+            ds = ds.map(lambda x, y: (tf.cond(augment_on, lambda: augment(x, training=True), lambda: x), y),
+                        num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

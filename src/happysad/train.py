@@ -33,9 +33,11 @@ RUNS_DIR = "runs/train"
 RECIPES = {
     # The seed: fixed epochs, plain adam, no augmentation, no early stopping.
     "seed": dict(learning_rate=1e-3, early_stopping=False, augment=False, class_weight=False,
-                 label_smoothing=0.0, reduce_lr=False, patience=5),
+                 label_smoothing=0.0, reduce_lr=False, patience=5, augment_warmup=0),
+    # Augmentation starts after a warm-up (a fifth of the epochs): on small data a CNN first has to find
+    # the signal in clean images; augmenting from the first step can delay that by many epochs.
     "default": dict(learning_rate=1e-3, early_stopping=True, augment=True, class_weight=True,
-                    label_smoothing=0.05, reduce_lr=True, patience=8),
+                    label_smoothing=0.05, reduce_lr=True, patience=8, augment_warmup=-1),
 }
 
 
@@ -57,6 +59,7 @@ class TrainConfig:
     early_stopping: bool | None = None
     patience: int | None = None
     augment: bool | None = None
+    augment_warmup: int | None = None  # epochs without augmentation first; -1 = a fifth of --epochs
     flip: bool = True
     class_weight: bool | None = None
     label_smoothing: float | None = None
@@ -73,6 +76,8 @@ class TrainConfig:
         for k, v in RECIPES[self.arch].items():
             if getattr(cfg, k) is None:
                 setattr(cfg, k, v)
+        if cfg.augment_warmup == -1:
+            cfg.augment_warmup = max(1, cfg.epochs // 5)
         if cfg.img_size is None:
             cfg.img_size = models.DEFAULT_IMG_SIZE[cfg.arch]
         if cfg.epochs < 1 or cfg.batch_size < 1:
@@ -155,7 +160,8 @@ def _history_state(rows: list[dict]) -> tuple[float, int, int]:
     return best, best_epoch, int(rows[-1]["epoch"])
 
 
-def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int, done: list[dict], chief: bool):
+def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int, done: list[dict], chief: bool,
+               augment_on=None):
     """CSV log, atomic best checkpoint, per-epoch line, LR plateau, early stopping, and BackupAndRestore
     (every epoch, for --resume). ``done`` holds the results.csv rows of epochs finished before a resume."""
     import keras
@@ -230,6 +236,15 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int, done: list
         best, EpochLine(best),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
     ]
+    if augment_on is not None and cfg.augment:
+
+        class AugmentWarmup(keras.callbacks.Callback):
+            """Switch train-time augmentation on once the warm-up epochs are done (also after a resume)."""
+
+            def on_epoch_begin(self, epoch, logs=None):
+                augment_on.assign(epoch >= cfg.augment_warmup)
+
+        cbs.append(AugmentWarmup())
     if cfg.reduce_lr:
         cbs.append(Plateau(monitor="val_loss", factor=0.5, patience=max(2, cfg.patience // 2), min_lr=1e-5))
     if cfg.early_stopping:
@@ -395,8 +410,12 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
         aug = data.augmenter(cfg.seed, flip=cfg.flip) if (train_mode and cfg.augment) else None
         return data.make_dataset([str(data_dir / r.path) for r in split_rows],
                                  [index[r.label] for r in split_rows], size, color_mode, cfg.batch_size,
-                                 len(classes), shuffle=train_mode, augment=aug, seed=cfg.seed, log=log)
+                                 len(classes), shuffle=train_mode, augment=aug, seed=cfg.seed, log=log,
+                                 augment_on=augment_on if aug is not None else None)
 
+    import tensorflow as tf
+
+    augment_on = tf.Variable(cfg.augment_warmup == 0, trainable=False, name="augment_on")
     train_ds, val_ds = dataset(by_split["train"], True), dataset(by_split["val"], False)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), len(classes))
@@ -421,7 +440,7 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
         warnings.filterwarnings("ignore", message=".*ran out of data.*")
         history = net.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0, shuffle=False,
-                          class_weight=class_weight, callbacks=_callbacks(cfg, run_dir, n_batches, done, chief))
+                          class_weight=class_weight, callbacks=_callbacks(cfg, run_dir, n_batches, done, chief, augment_on))
     if log.failed:
         first = next(iter(log.failed.items()))
         _log(f"warning: {len(log.failed)} file(s) could not be decoded and were left out "
