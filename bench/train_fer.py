@@ -35,6 +35,8 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--arch", default="default")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--augment-warmup", type=int, default=0,
+                    help="epochs before augmentation starts (0: from the start, as the shipped models were trained)")
     ap.add_argument("--project", default=str(ROOT / "runs" / "fer"))
     ap.add_argument("--install", action="store_true", help="copy the model into src/happysad/builtin/")
     args = ap.parse_args()
@@ -48,7 +50,8 @@ def main() -> int:
     t0 = time.perf_counter()
     res = train.train(FER / "train", classes=task["classes"], val_data=str(FER / "validation"),
                       arch=args.arch, img_size=48, grayscale=True, epochs=args.epochs,
-                      batch_size=args.batch_size, seed=args.seed, project=args.project, name=args.task)
+                      batch_size=args.batch_size, seed=args.seed, project=args.project, name=args.task,
+                      augment_warmup=args.augment_warmup)
     wall = time.perf_counter() - t0
     plain = evaluate.evaluate(FER / "validation", res.run_dir, task["classes"])
     tta = evaluate.evaluate(FER / "validation", res.run_dir, task["classes"], tta=True)
