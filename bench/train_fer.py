@@ -28,6 +28,33 @@ TASKS = {
 }
 
 
+def install(args, task: dict, run: Path, summary: dict) -> None:
+    """Copy the best weights and meta.json (with a model card) into the package as a built-in model."""
+    dest = ROOT / "src" / "happysad" / "builtin" / task["name"]
+    dest.mkdir(parents=True, exist_ok=True)
+    import keras
+
+    from happysad import bundle
+
+    # Re-saved without the optimizer state: a third of the size, and inference needs nothing else.
+    bundle.save_keras(keras.models.load_model(run / "weights" / "best.keras", compile=False), dest / "model.keras")
+    meta = json.loads((run / "meta.json").read_text())
+    meta["name"] = task["name"]
+    meta["model_card"] = {
+        "data": "FER2013 train (fitting) and PublicTest = ../shared/datasets/fer2013/validation "
+                "(model selection and reporting), 48x48 gray faces",
+        "command": f"python bench/train_fer.py {args.task} --epochs {args.epochs} --install",
+        **{k: summary[k] for k in ("val_accuracy", "val_accuracy_tta", "n", "per_class", "confusion",
+                                   "epochs", "train_wall_s", "train_images_per_s")},
+    }
+    meta["train"].pop("data", None)  # a path on the training machine means nothing to users
+    meta["train"].pop("val_data", None)
+    (dest / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.copy(run / "confusion_matrix.png", ROOT / "docs" / f"{task['name']}-confusion.png")
+    shutil.copy(run / "curves.png", ROOT / "docs" / f"{task['name']}-curves.png")
+    print(f"installed {dest}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("task", choices=sorted(TASKS))
@@ -39,6 +66,7 @@ def main() -> int:
                     help="epochs before augmentation starts (0: from the start, as the shipped models were trained)")
     ap.add_argument("--project", default=str(ROOT / "runs" / "fer"))
     ap.add_argument("--install", action="store_true", help="copy the model into src/happysad/builtin/")
+    ap.add_argument("--install-from", metavar="RUN", help="skip training: evaluate and install this run")
     args = ap.parse_args()
     if not (FER / "train").is_dir():
         print(f"{FER}: FER2013 class folders not found", file=sys.stderr)
@@ -47,39 +75,29 @@ def main() -> int:
     from happysad import evaluate, train
 
     task = TASKS[args.task]
-    t0 = time.perf_counter()
-    res = train.train(FER / "train", classes=task["classes"], val_data=str(FER / "validation"),
-                      arch=args.arch, img_size=48, grayscale=True, epochs=args.epochs,
-                      batch_size=args.batch_size, seed=args.seed, project=args.project, name=args.task,
-                      augment_warmup=args.augment_warmup)
-    wall = time.perf_counter() - t0
-    plain = evaluate.evaluate(FER / "validation", res.run_dir, task["classes"])
-    tta = evaluate.evaluate(FER / "validation", res.run_dir, task["classes"], tta=True)
+    if args.install_from:  # evaluate and ship a run trained earlier by this script
+        run = Path(args.install_from)
+        metrics = json.loads((run / "metrics.json").read_text())
+        wall, epochs = metrics["train_seconds"], metrics["epochs_run"]
+    else:
+        t0 = time.perf_counter()
+        res = train.train(FER / "train", classes=task["classes"], val_data=str(FER / "validation"),
+                          arch=args.arch, img_size=48, grayscale=True, epochs=args.epochs,
+                          batch_size=args.batch_size, seed=args.seed, project=args.project, name=args.task,
+                          augment_warmup=args.augment_warmup)
+        run, wall, epochs = res.run_dir, time.perf_counter() - t0, res.metrics["epochs_run"]
+        metrics = res.metrics
+    plain = evaluate.evaluate(FER / "validation", run, task["classes"])
+    tta = evaluate.evaluate(FER / "validation", run, task["classes"], tta=True)
     summary = {
-        "task": args.task, "run": str(res.run_dir), "epochs": res.metrics["epochs_run"],
-        "train_wall_s": round(wall), "train_images_per_s": res.metrics["images_per_second"],
+        "task": args.task, "run": str(run), "epochs": epochs, "train_wall_s": round(wall),
+        "train_images_per_s": metrics["images_per_second"],
         "val_accuracy": plain["accuracy"], "val_accuracy_tta": tta["accuracy"], "n": plain["n"],
         "per_class": plain["per_class"], "confusion": plain["confusion"],
     }
     print(json.dumps(summary, indent=1))
-    if args.install:
-        dest = ROOT / "src" / "happysad" / "builtin" / task["name"]
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy(res.run_dir / "weights" / "best.keras", dest / "model.keras")
-        meta = json.loads((res.run_dir / "meta.json").read_text())
-        meta["name"] = task["name"]
-        meta["model_card"] = {
-            "data": "FER2013 train (fitting) and PublicTest (selection and reporting), 48x48 gray faces",
-            "command": f"python bench/train_fer.py {args.task} --epochs {args.epochs} --install",
-            "val_accuracy": plain["accuracy"], "val_accuracy_tta": tta["accuracy"], "n": plain["n"],
-            "per_class": plain["per_class"], "confusion": plain["confusion"],
-            "epochs": res.metrics["epochs_run"], "train_wall_s": round(wall),
-        }
-        meta["train"].pop("data", None)  # a path on the training machine means nothing to users
-        (dest / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        shutil.copy(res.run_dir / "confusion_matrix.png", dest.parent.parent.parent.parent / "docs" /
-                    f"{task['name']}-confusion.png")
-        print(f"installed {dest}")
+    if args.install or args.install_from:
+        install(args, task, run, summary)
     return 0
 
 

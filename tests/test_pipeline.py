@@ -133,3 +133,16 @@ def test_separate_validation_folder(tmp_path):
     assert sum(r.split == "train" for r in rows) == 40  # the leaked copy is left out
     assert sum(r.split == "val" for r in rows) == 12 and not any(r.split == "test" for r in rows)
     assert res.metrics["split"] == "val" and res.metrics["n"] == 12
+
+
+def test_saved_files_are_readable_by_others(trained_run):
+    _, res = trained_run
+    for f in ("weights/best.keras", "meta.json", "metrics.json"):
+        mode = (res.run_dir / f).stat().st_mode & 0o777
+        assert mode == 0o666 & ~_umask(), (f, oct(mode))
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
