@@ -84,6 +84,7 @@ def cmd_split(args) -> int:
 def cmd_train(args) -> int:
     from . import train
 
+    _configure_device(args, mixed_precision=True)
     cfg = train.TrainConfig(
         arch=args.arch, img_size=args.img_size, grayscale=args.grayscale, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, name=args.name, classes=_classes(args),
@@ -136,6 +137,7 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .predict import Predictor, expand_paths
 
+    _configure_device(args)
     predictor = Predictor(_model_ref(args), tta=args.tta)
     failed = 0
     for r in predictor.predict_iter(expand_paths(args.paths)):
@@ -164,6 +166,62 @@ def cmd_demo(args) -> int:
     print(f"  unseen faces accuracy  {res['unseen_accuracy']:.4f}")
     print(f"\nnext: happysad predict YOUR_IMAGE.jpg --model {res['run']}")
     return 0
+
+
+# ---- issue 8: export, explain, --device -------------------------------------------------------------
+
+def _configure_device(args, mixed_precision: bool = False) -> None:
+    from . import device
+
+    device.configure(getattr(args, "device", "auto"), mixed_precision=mixed_precision)
+
+
+def cmd_export(args) -> int:
+    from . import export
+
+    path = export.export(_model_ref(args), args.format, args.out)
+    if args.json:
+        _print_json({"model": str(path), "format": args.format})
+    else:
+        print(f"wrote {path}\nnext: happysad predict YOUR_IMAGE.jpg --model {path}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from . import explain
+    from .predict import expand_paths
+
+    _configure_device(args)
+    res = explain.explain(expand_paths(args.paths), _model_ref(args), out=args.out, class_name=args.class_name)
+    for r in res:
+        if args.json:
+            _print_json({"path": r.path, "label": r.label, "probabilities": r.probabilities,
+                         "explained": r.explained, "overlay": r.saved})
+        else:
+            print(f"{r.path}: {r.label} (heatmap for {r.explained}) -> {r.saved}")
+    return 0
+
+
+def _add_issue8_commands(sub, add) -> None:
+    sp = add("export", "convert a model to ONNX or LiteRT (TFLite), with its meta.json beside it", cmd_export)
+    sp.add_argument("--model", help="run folder, .keras file or built-in model name")
+    sp.add_argument("--format", choices=("onnx", "tflite"), default="onnx")
+    sp.add_argument("--out", metavar="PATH", help="MODEL.onnx|.tflite (meta in MODEL.json) or a folder "
+                    "(model.EXT + meta.json); default: beside the run's meta.json")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sp = add("explain", "save Grad-CAM heatmap overlays showing what the model looked at", cmd_explain)
+    sp.add_argument("paths", nargs="+", metavar="IMAGE", help="image files and/or folders (recursive)")
+    sp.add_argument("--model", help="run folder, .keras file or built-in model name")
+    sp.add_argument("--out", default="explain", metavar="DIR", help="where NAME.gradcam.png go (default ./explain)")
+    sp.add_argument("--class", dest="class_name", metavar="NAME", help="explain this class (default: the predicted one)")
+    sp.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    device_opt(sp)
+
+
+def device_opt(sp) -> None:
+    sp.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                    help="cpu hides GPUs; gpu needs one (memory growth on; mixed precision when training)")
 
 
 def _import_tensorflow_quietly() -> None:
@@ -238,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                     help="train-time augmentation (default: on for default, off for seed)")
     sp.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    device_opt(sp)
     ratios_opt(sp)
     classes_opt(sp)
 
@@ -253,19 +312,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--json", action="store_true", help="one JSON object per image per line")
     sp.add_argument("--tta", action="store_true", help="average with a horizontally flipped copy")
+    device_opt(sp)
 
     sp = add("demo", "generate a synthetic smile/frown dataset and run the whole pipeline on it", cmd_demo)
     sp.add_argument("--workdir", default="demo", help="folder for everything the demo makes (default ./demo)")
     sp.add_argument("--epochs", type=int, default=20)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_issue8_commands(sub, add)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("train", "evaluate", "predict", "demo"):
+    if args.command in ("train", "evaluate", "predict", "demo", "export", "explain"):
         _import_tensorflow_quietly()
     try:
         return args.fn(args)
