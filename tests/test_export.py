@@ -146,3 +146,16 @@ def test_device_flags_without_gpu(capsys):
         device.configure("tpu")
     assert cli.main(["predict", "x.png", "--device", "gpu"]) == 1
     assert "happysad predict: error: --device gpu: TensorFlow sees no GPU" in capsys.readouterr().err
+
+
+def test_environment_yml_mirrors_pyproject():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["dev"] + \
+        project["optional-dependencies"]["export"]
+    env = (root / "environment.yml").read_text()
+    missing = [d for d in wanted if f"- {d}\n" not in env]
+    assert not missing, f"environment.yml lacks: {missing}"
