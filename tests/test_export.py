@@ -129,6 +129,12 @@ def test_cli_explain(trained_run, tmp_path, capsys):
     assert cli.main(["explain", str(f), "--model", str(res.run_dir), "--out", str(tmp_path), "--json"]) == 0
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert r["overlay"].endswith(".gradcam.png") and (tmp_path / (f.stem + ".gradcam.png")).is_file()
+    # an unusable file is reported on its own line; the others are still explained; exit 1
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("<html>not an image</html>")
+    assert cli.main(["explain", str(bad), str(f), "--model", str(res.run_dir), "--out", str(tmp_path / "o")]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{bad}: error: ") and "heatmap for" in out[1]
 
 
 def test_device_flags_without_gpu(capsys):

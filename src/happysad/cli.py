@@ -192,14 +192,17 @@ def cmd_explain(args) -> int:
     from .predict import expand_paths
 
     _configure_device(args)
-    res = explain.explain(expand_paths(args.paths), _model_ref(args), out=args.out, class_name=args.class_name)
+    res = explain.explain(expand_paths(args.paths), _model_ref(args), out=args.out, class_name=args.class_name,
+                          errors="keep")
     for r in res:
-        if args.json:
+        if r.error is not None:
+            print(json.dumps({"path": r.path, "error": r.error}) if args.json else f"{r.path}: error: {r.error}")
+        elif args.json:
             _print_json({"path": r.path, "label": r.label, "probabilities": r.probabilities,
                          "explained": r.explained, "overlay": r.saved})
         else:
             print(f"{r.path}: {r.label} (heatmap for {r.explained}) -> {r.saved}")
-    return 0
+    return 1 if any(r.error is not None for r in res) else 0
 
 
 def _add_issue8_commands(sub, add) -> None:

@@ -35,11 +35,12 @@ class Explanation:
     path: str
     label: str
     probabilities: dict
-    heatmap: np.ndarray = field(repr=False)  # (H, W) float32 in 0..1, at the model's input size
-    overlay: Image.Image = field(repr=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False)  # (H, W) float32 0..1, model input size
+    overlay: Image.Image | None = field(default=None, repr=False)
     explained: str = ""  # the class the heatmap is for (the predicted one unless asked)
     saved: str | None = None
     box: tuple | None = None
+    error: str | None = None  # set instead of the rest when errors="keep" and the image is unusable
 
 
 def last_conv_layer(model) -> str:
@@ -108,9 +109,10 @@ def _source_image(src, box) -> Image.Image:
 
 def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.PathLike | None = None,
             class_name: str | None = None, boxes: Sequence | None = None,
-            layer: str | None = None) -> list[Explanation]:
+            layer: str | None = None, errors: str = "raise") -> list[Explanation]:
     """Grad-CAM for each source (path, bytes, PIL image or array). ``boxes`` (one per source, or None)
-    crops first; ``out`` saves ``NAME.gradcam.png`` overlays there. Unreadable images raise."""
+    crops first; ``out`` saves ``NAME.gradcam.png`` overlays there. An unreadable image raises
+    ``ImageError``, or with ``errors="keep"`` gives an Explanation with only ``path`` and ``error``."""
     b = model if isinstance(model, Bundle) else load(model)
     class_index = None
     if class_name is not None:
@@ -124,7 +126,13 @@ def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.
     results, used = [], set()
     for i, (src, box) in enumerate(zip(sources, boxes)):
         name = os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else f"<array {i}>"
-        img = _source_image(src, box)
+        try:
+            img = _source_image(src, box)
+        except images.ImageError as e:
+            if errors != "keep":
+                raise
+            results.append(Explanation(path=name, label="", probabilities={}, error=e.detail))
+            continue
         x = images.load_for_model(img, b.image_size, b.color_mode)[None]
         cam, out_p = gradcam(b.model, x, class_index, layer)
         probs = probabilities(out_p, len(b.classes))[0]
