@@ -147,18 +147,20 @@ def resolve(ref: str | os.PathLike) -> tuple[Path, Path]:
     """Find (model file, meta.json) for a run folder, a .keras file or a built-in model name."""
     p = Path(ref)
     if p.is_dir():
-        for cand in (p / "weights" / "best.keras", p / "model.keras", p / "weights" / "last.keras"):
+        for cand in (p / "weights" / "best.keras", p / "model.keras", p / "weights" / "last.keras",
+                     p / "model.onnx", p / "model.tflite"):
             if cand.is_file():
                 return resolve(cand)
         raise HappysadError(f"{p}: no model in this folder (expected weights/best.keras or model.keras)")
     if p.is_file():
-        for meta in (p.parent / META_NAME, p.parent.parent / META_NAME if p.parent.name == "weights" else None,
-                     p.with_suffix(".json")):
+        # MODEL.json beside the file first: it is the most specific (exports write one, see export.py).
+        for meta in (p.with_suffix(".json"), p.parent / META_NAME,
+                     p.parent.parent / META_NAME if p.parent.name == "weights" else None):
             if meta is not None and meta.is_file():
                 return p, meta
         raise HappysadError(f"{p}: no meta.json beside it (a model needs its meta.json to know its "
                             "classes and input size)")
-    if not any(sep in str(ref) for sep in ("/", os.sep)) and not str(ref).endswith(".keras"):
+    if not any(sep in str(ref) for sep in ("/", os.sep)) and not str(ref).endswith((".keras", ".onnx", ".tflite")):
         b = BUILTIN_DIR / str(ref) / "model.keras"
         if b.is_file():
             return b, b.parent / META_NAME
@@ -169,7 +171,8 @@ def resolve(ref: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def load(ref: str | os.PathLike) -> Bundle:
-    """Load a model by run folder, ``.keras`` path or built-in name (Keras safe_mode on)."""
+    """Load a model by run folder, ``.keras`` path or built-in name (Keras safe_mode on). An exported
+    ``.onnx`` / ``.tflite`` file loads as a runtime adapter with the same ``predict_on_batch``."""
     import keras
 
     model_path, meta_path = resolve(ref)
@@ -178,6 +181,10 @@ def load(ref: str | os.PathLike) -> Bundle:
     except (OSError, ValueError) as e:
         raise HappysadError(f"{meta_path}: cannot read meta.json ({e})") from None
     check_meta(meta, str(meta_path))
+    from .runtime import RUNTIME_SUFFIXES, load_runtime
+
+    if model_path.suffix.lower() in RUNTIME_SUFFIXES:
+        return Bundle(model=load_runtime(model_path), meta=meta, path=model_path, name=str(ref))
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     except Exception as e:

@@ -91,6 +91,7 @@ def cmd_split(args) -> int:
 def cmd_train(args) -> int:
     from . import train
 
+    _configure_device(args, mixed_precision=True)
     if args.resume:
         res = train.resume(args.resume)
         return _report_train(res, args)
@@ -154,6 +155,7 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .predict import Predictor, expand_paths
 
+    _configure_device(args)
     predictor = Predictor(_model_ref(args), tta=args.tta)
     failed = 0
     for r in predictor.predict_iter(expand_paths(args.paths)):
@@ -217,6 +219,65 @@ def _add_serve_parser(add) -> None:
                     help=f"most images in one request (default {serve.MAX_FILES})")
 
 # ---- end serve -------------------------------------------------------------------------------------------
+
+
+# ---- issue 8: export, explain, --device -------------------------------------------------------------
+
+def _configure_device(args, mixed_precision: bool = False) -> None:
+    from . import device
+
+    device.configure(getattr(args, "device", "auto"), mixed_precision=mixed_precision)
+
+
+def cmd_export(args) -> int:
+    from . import export
+
+    path = export.export(_model_ref(args), args.format, args.out)
+    if args.json:
+        _print_json({"model": str(path), "format": args.format})
+    else:
+        print(f"wrote {path}\nnext: happysad predict YOUR_IMAGE.jpg --model {path}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from . import explain
+    from .predict import expand_paths
+
+    _configure_device(args)
+    res = explain.explain(expand_paths(args.paths), _model_ref(args), out=args.out, class_name=args.class_name,
+                          errors="keep")
+    for r in res:
+        if r.error is not None:
+            print(json.dumps({"path": r.path, "error": r.error}) if args.json else f"{r.path}: error: {r.error}")
+        elif args.json:
+            _print_json({"path": r.path, "label": r.label, "probabilities": r.probabilities,
+                         "explained": r.explained, "overlay": r.saved})
+        else:
+            print(f"{r.path}: {r.label} (heatmap for {r.explained}) -> {r.saved}")
+    return 1 if any(r.error is not None for r in res) else 0
+
+
+def _add_issue8_commands(sub, add) -> None:
+    sp = add("export", "convert a model to ONNX or LiteRT (TFLite), with its meta.json beside it", cmd_export)
+    sp.add_argument("--model", help="run folder, .keras file or built-in model name")
+    sp.add_argument("--format", choices=("onnx", "tflite"), default="onnx")
+    sp.add_argument("--out", metavar="PATH", help="MODEL.onnx|.tflite (meta in MODEL.json) or a folder "
+                    "(model.EXT + meta.json); default: beside the run's meta.json")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sp = add("explain", "save Grad-CAM heatmap overlays showing what the model looked at", cmd_explain)
+    sp.add_argument("paths", nargs="+", metavar="IMAGE", help="image files and/or folders (recursive)")
+    sp.add_argument("--model", help="run folder, .keras file or built-in model name")
+    sp.add_argument("--out", default="explain", metavar="DIR", help="where NAME.gradcam.png go (default ./explain)")
+    sp.add_argument("--class", dest="class_name", metavar="NAME", help="explain this class (default: the predicted one)")
+    sp.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    device_opt(sp)
+
+
+def device_opt(sp) -> None:
+    sp.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                    help="cpu hides GPUs; gpu needs one (memory growth on; mixed precision when training)")
 
 
 def _import_tensorflow_quietly() -> None:
@@ -310,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--augment-warmup", type=int, metavar="EPOCHS",
                     help="epochs on clean images before augmentation starts (default: a fifth of --epochs)")
     sp.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    device_opt(sp)
     ratios_opt(sp)
     classes_opt(sp)
 
@@ -325,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--json", action="store_true", help="one JSON object per image per line")
     sp.add_argument("--tta", action="store_true", help="average with a horizontally flipped copy")
+    device_opt(sp)
 
     sp = add("demo", "generate a synthetic smile/frown dataset and run the whole pipeline on it", cmd_demo)
     sp.add_argument("--workdir", default="demo", help="folder for everything the demo makes (default ./demo)")
@@ -333,13 +396,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
 
     _add_serve_parser(add)
+    _add_issue8_commands(sub, add)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("train", "evaluate", "predict", "demo", "serve"):
+    if args.command in ("train", "evaluate", "predict", "demo", "serve", "export", "explain"):
         _import_tensorflow_quietly()
     try:
         return args.fn(args)

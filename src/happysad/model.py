@@ -22,10 +22,12 @@ def _keras():
 
 
 def _head(x, n_classes: int):
+    # float32 even under a mixed_float16 policy (GPU training, see device.py): probabilities and the
+    # loss must not be computed in float16.
     layers = _keras().layers
     if n_classes == 2:
-        return layers.Dense(1, activation="sigmoid", name="prob")(x)
-    return layers.Dense(n_classes, activation="softmax", name="probs")(x)
+        return layers.Dense(1, activation="sigmoid", name="prob", dtype="float32")(x)
+    return layers.Dense(n_classes, activation="softmax", name="probs", dtype="float32")(x)
 
 
 def seed(input_shape: tuple[int, int, int], n_classes: int):

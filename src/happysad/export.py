@@ -1,0 +1,112 @@
+"""Export a trained model to ONNX or LiteRT (TFLite) for deployment without Keras.
+
+The exported file gets a copy of the model's meta.json beside it (``MODEL.json``, or ``meta.json`` when
+exporting into a folder), so ``happysad predict --model exported.onnx`` preprocesses exactly as training
+did. Converters: Keras' own ``model.export(format="onnx"|"litert")`` (Keras >= 3.10, uses tf2onnx /
+the TFLite converter underneath); if that fails, tf2onnx or ``tf.lite.TFLiteConverter`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import bundle as bundles
+from .errors import HappysadError, UsageError
+
+FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
+ONNX_OPSET = 17
+
+
+def default_out(b: bundles.Bundle, fmt: str) -> Path:
+    """``RUN/model.onnx`` beside the run's meta.json (a .keras file outside a run: ``NAME.onnx``)."""
+    model_path = Path(b.path)
+    run = model_path.parent.parent if model_path.parent.name == "weights" else model_path.parent
+    if (run / bundles.META_NAME).is_file():
+        return run / f"model{FORMATS[fmt]}"
+    return model_path.with_suffix(FORMATS[fmt])
+
+
+def _out_path(out: str | os.PathLike | None, b: bundles.Bundle, fmt: str) -> tuple[Path, Path]:
+    """(model file, meta file) to write."""
+    if out is None:
+        p = default_out(b, fmt)
+    else:
+        p = Path(out)
+        if p.suffix.lower() not in FORMATS.values():  # a folder: FOLDER/model.EXT + FOLDER/meta.json
+            return p / f"model{FORMATS[fmt]}", p / bundles.META_NAME
+        if p.suffix.lower() != FORMATS[fmt]:
+            raise UsageError(f"--out {p}: suffix does not match --format {fmt} (expected {FORMATS[fmt]})")
+    return p, p.with_suffix(".json")
+
+
+def _build(model, b: bundles.Bundle) -> None:
+    # Keras' exporter refuses a model that has never been called.
+    h, w = b.image_size
+    c = 1 if b.color_mode == "grayscale" else 3
+    model.predict_on_batch(np.zeros((1, h, w, c), np.float32))
+
+
+def _export_onnx(model, tmp: Path) -> None:
+    try:
+        model.export(str(tmp), format="onnx", verbose=False)
+        return
+    except Exception as first:  # noqa: BLE001 - fall back to tf2onnx, report both if that fails too
+        err = first
+    try:
+        import tensorflow as tf
+        import tf2onnx
+
+        spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="pixels")]
+        tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET, output_path=str(tmp))
+    except Exception as e:
+        raise HappysadError(f"ONNX export failed: keras: {err}; tf2onnx: {type(e).__name__}: {e}") from None
+
+
+def _export_tflite(model, tmp: Path) -> None:
+    try:
+        model.export(str(tmp), format="litert", verbose=False)
+        return
+    except Exception as first:  # noqa: BLE001
+        err = first
+    try:
+        import tensorflow as tf
+
+        data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        tmp.write_bytes(data)
+    except Exception as e:
+        raise HappysadError(f"LiteRT export failed: keras: {err}; TFLiteConverter: {type(e).__name__}: {e}") from None
+
+
+def export(model: bundles.Bundle | str | os.PathLike, fmt: str = "onnx",
+           out: str | os.PathLike | None = None) -> Path:
+    """Convert a Keras model (run folder, .keras file or built-in name) to ``fmt`` ("onnx" or "tflite").
+    Returns the written model path; its meta.json copy (with an ``export`` entry) is beside it."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    b = model if isinstance(model, bundles.Bundle) else bundles.load(model)
+    if Path(b.path).suffix.lower() != ".keras":
+        raise UsageError(f"{b.path}: export needs a Keras model, not an already exported file")
+    dest, meta_dest = _out_path(out, b, fmt)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _build(b.model, b)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=FORMATS[fmt], dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # converter deprecation chatter
+            (_export_onnx if fmt == "onnx" else _export_tflite)(b.model, tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta = dict(b.meta)
+    meta["export"] = {"format": fmt, "from": str(b.path)}
+    # The run's own meta.json already describes the model when exporting beside it.
+    if meta_dest.resolve() != (dest.parent / bundles.META_NAME).resolve() or not meta_dest.is_file():
+        bundles.write_json(meta_dest, meta)
+    return dest
