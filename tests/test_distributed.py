@@ -48,4 +48,4 @@ def test_two_workers_match_single_worker(tmp_path):
     assert (chief_run / "weights" / "best.keras").is_file() and (chief_run / "metrics.json").is_file()
     assert not (tmp_path / "w1" / "runs").exists()  # only the chief writes the run folder
     acc_dist = evaluate.evaluate(data, chief_run)["accuracy"]
-    assert acc_dist >= 0.8 and abs(acc_dist - acc_single) <= 0.15, (acc_dist, acc_single)
+    assert acc_dist >= 0.7 and abs(acc_dist - acc_single) <= 0.15, (acc_dist, acc_single)  # chance is 0.5

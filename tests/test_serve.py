@@ -328,9 +328,17 @@ def test_create_app_rejects_bad_limits(predictor):
         serve.create_app(predictor, max_files=0)
 
 
-def test_cli_serve_needs_a_model(capsys):
-    assert main(["serve"]) == 2
-    assert "no --model given" in capsys.readouterr().err
+def test_cli_serve_model_choice(capsys):
+    import argparse
+
+    from happysad import bundle, cli
+    from happysad.errors import UsageError
+
+    if "fer-happy-sad" in bundle.builtin_names():  # without --model, the built-in face model serves
+        assert cli._model_ref(argparse.Namespace(model=None)) == "fer-happy-sad"
+    else:
+        with pytest.raises(UsageError, match="no --model given"):
+            cli._model_ref(argparse.Namespace(model=None))
     assert main(["serve", "--model", "/nonexistent/run"]) == 1
     assert "happysad serve: error: /nonexistent/run" in capsys.readouterr().err
 
