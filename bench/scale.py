@@ -22,9 +22,10 @@ from pathlib import Path
 
 
 def generate(root: Path, n: int) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    """Photo-like 32x32 images (smooth random colour fields with a shape on top): distinct pictures
+    with distinct perceptual hashes, as photos have."""
     import numpy as np
-    from conftest import shape_image
+    from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(0)
     kinds = ("circle", "square")
@@ -32,7 +33,14 @@ def generate(root: Path, n: int) -> None:
         (root / k).mkdir(parents=True, exist_ok=True)
     for i in range(n):
         k = kinds[i % 2]
-        shape_image(rng, k, 32).save(root / k / f"{i:06d}.png", compress_level=1)
+        field = rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)
+        img = Image.fromarray(field).resize((32, 32), Image.BICUBIC)
+        d = ImageDraw.Draw(img)
+        r = rng.uniform(6, 11)
+        cx, cy = rng.uniform(r, 32 - r, 2)
+        box = [cx - r, cy - r, cx + r, cy + r]
+        (d.ellipse if k == "circle" else d.rectangle)(box, fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        img.save(root / k / f"{i:06d}.png", compress_level=1)
 
 
 def child(n: int, work: Path) -> dict:

@@ -192,7 +192,7 @@ def mark_duplicates(checks: Iterable[FileCheck], near_dup_distance: int = 0) -> 
         if len(labels) > 1:
             for m in members:
                 m.ok, m.reason = False, "label_conflict"
-                m.detail = f"same picture in classes {', '.join(labels)}: " + ", ".join(x.rel for x in members)
+                m.detail = f"same picture in classes {', '.join(labels)}: " + _some(members)
             continue
         keep = members[0]
         for m in members[1:]:
@@ -201,6 +201,12 @@ def mark_duplicates(checks: Iterable[FileCheck], near_dup_distance: int = 0) -> 
             else:
                 m.ok, m.reason = False, "near_duplicate"
                 m.detail = f"looks the same as {keep.rel} (pHash distance {_hamming(m.phash, keep.phash)})"
+
+
+def _some(members: Sequence[FileCheck], n: int = 5) -> str:
+    """The first few paths of a group (a huge group must not make every detail string huge)."""
+    names = ", ".join(m.rel for m in members[:n])
+    return names + (f" and {len(members) - n} more" if len(members) > n else "")
 
 
 def _hamming(a: int | None, b: int | None) -> int:
