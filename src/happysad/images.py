@@ -132,6 +132,21 @@ def _to_mode(img: Image.Image, mode: str) -> Image.Image:
     return img if m == mode else img.convert(mode)
 
 
+def _open_checked(src: Source, allowed_formats: tuple[str, ...] | None, max_pixels: int):
+    """Open lazily (header only) and apply the format and pixel-limit rules before any decoding."""
+    img, name = _open(src)
+    fmt = (img.format or "ARRAY").upper()
+    if allowed_formats is not None and fmt != "ARRAY" and fmt not in allowed_formats:
+        raise ImageError(name, "format_not_allowed", f"image format {fmt} not allowed "
+                         f"(allowed: {', '.join(allowed_formats)})")
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageError(name, "too_many_pixels",
+                         f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                         "(possible decompression bomb)")
+    return img, name, fmt
+
+
 def decode(
     src: Source,
     mode: str = "RGB",
@@ -145,16 +160,8 @@ def decode(
     Raises :class:`ImageError` with a reason code for anything that is not a usable image.
     ``draft_size`` lets JPEG decoding skip detail that a later downscale would throw away.
     """
-    img, name = _open(src)
-    fmt = (img.format or "ARRAY").upper()
-    if allowed_formats is not None and fmt != "ARRAY" and fmt not in allowed_formats:
-        raise ImageError(name, "format_not_allowed", f"image format {fmt} not allowed "
-                         f"(allowed: {', '.join(allowed_formats)})")
+    img, name, fmt = _open_checked(src, allowed_formats, max_pixels)
     w, h = img.size
-    if w * h > max_pixels:
-        raise ImageError(name, "too_many_pixels",
-                         f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
-                         "(possible decompression bomb)")
     frames = int(getattr(img, "n_frames", 1) or 1)
     try:
         if frames > 1:
@@ -181,16 +188,8 @@ def probe(src: Source, *, allowed_formats: tuple[str, ...] | None = ALLOWED_FORM
     height may be swapped against :func:`decode`'s info), with decode's format and pixel-limit checks but
     no pixel decoding. A server uses it to refuse a file cheaply and to report boxes in the coordinates
     that viewers show; the pixels still come from :func:`load_for_model`."""
-    img, name = _open(src)
-    fmt = (img.format or "ARRAY").upper()
-    if allowed_formats is not None and fmt != "ARRAY" and fmt not in allowed_formats:
-        raise ImageError(name, "format_not_allowed", f"image format {fmt} not allowed "
-                         f"(allowed: {', '.join(allowed_formats)})")
+    img, name, fmt = _open_checked(src, allowed_formats, max_pixels)
     w, h = img.size
-    if w * h > max_pixels:
-        raise ImageError(name, "too_many_pixels",
-                         f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
-                         "(possible decompression bomb)")
     try:
         orientation = img.getexif().get(0x0112, 1)
     except Exception:  # unreadable EXIF: decode ignores it too
