@@ -20,6 +20,10 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q
 
+# The benchmarks' own extras (bench/faces_compare.py compares OpenCV's Haar cascades and MTCNN).
+bench: venv
+	$(PY) -m pip install --quiet -e '.[bench]'
+
 # Slow real-data tests (need ../shared/datasets); not part of `make test`.
 test-all: venv
 	$(PY) -m pytest -q -m "slow or not slow"

@@ -124,6 +124,9 @@ def _print_metrics(m: dict) -> None:
     print(_table(rows, ["class", "precision", "recall", "f1", "support"]))
     extra = f", ROC AUC {m['roc_auc']:.4f}" if "roc_auc" in m else ""
     print(f"\naccuracy {m['accuracy']:.4f} on {m['n']} images (macro F1 {m['macro_f1']:.4f}{extra})")
+    if m.get("faces"):
+        print(f"face found in {m['face_found']} of {m['n']} images ({m['face_found_share']:.1%}); "
+              "the others were classified whole")
     k = len(m["classes"])
     print("\nconfusion (rows: true, columns: predicted)")
     print(_table([[m["classes"][i]] + m["confusion"][i] for i in range(k)], ["", *m["classes"]]))
@@ -144,7 +147,7 @@ def _model_ref(args) -> str:
 def cmd_evaluate(args) -> int:
     from . import evaluate
 
-    m = evaluate.evaluate(args.data, _model_ref(args), _classes(args), tta=args.tta)
+    m = evaluate.evaluate(args.data, _model_ref(args), _classes(args), tta=args.tta, faces=args.faces)
     if args.json:
         _print_json(m)
     else:
@@ -156,17 +159,28 @@ def cmd_predict(args) -> int:
     from .predict import Predictor, expand_paths
 
     _configure_device(args)
-    predictor = Predictor(_model_ref(args), tta=args.tta)
+    predictor = Predictor(_model_ref(args), tta=args.tta, faces=args.faces)
+    annotated = None
+    if args.save_annotated:
+        from . import faces
+
+        annotated = faces.AnnotatedWriter(args.save_annotated)
     failed = 0
     for r in predictor.predict_iter(expand_paths(args.paths)):
         failed += "error" in r
+        if annotated is not None and "error" not in r:
+            r["annotated"] = str(annotated.write(r["path"], r))
         if args.json:
             _print_json(r)
         elif "error" in r:
             print(f"{r['path']}: error: {r['error']}")
         else:
             probs = "  ".join(f"{c} {p:.3f}" for c, p in r["probabilities"].items())
-            print(f"{r['path']}: {r['label']}  ({probs})")
+            where = ""
+            if "faces" in r:
+                n = len(r["faces"])
+                where = f"  [{n} face{'s' if n != 1 else ''}]" if n else "  [no face found: whole image]"
+            print(f"{r['path']}: {r['label']}  ({probs}){where}")
     return 1 if failed else 0
 
 
@@ -283,18 +297,13 @@ def device_opt(sp) -> None:
 def _import_tensorflow_quietly() -> None:
     """TensorFlow's C++ start-up lines (absl, oneDNN) ignore TF_CPP_MIN_LOG_LEVEL; hide stderr while
     it loads. An import error still raises normally once stderr is back."""
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
+    from .runtime import quiet_stderr
+
+    with quiet_stderr():
         import keras  # noqa: F401
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -380,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     sp.add_argument("--tta", action="store_true", help="average with a horizontally flipped copy")
+    sp.add_argument("--faces", action="store_true", help="find faces in each image and score the image-level "
+                    "label as predict gives it (photos of people); also reports how often a face was found")
     classes_opt(sp)
 
     sp = add("predict", "classify image files and folders", cmd_predict)
@@ -387,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--json", action="store_true", help="one JSON object per image per line")
     sp.add_argument("--tta", action="store_true", help="average with a horizontally flipped copy")
+    sp.add_argument("--faces", action=argparse.BooleanOptionalAction, default=None,
+                    help="find and classify every face (default: on for face models such as fer-happy-sad, "
+                         "off otherwise); the image label is the face-area-weighted vote")
+    sp.add_argument("--save-annotated", metavar="DIR", help="write a copy of each image with its boxes and labels")
     device_opt(sp)
 
     sp = add("demo", "generate a synthetic smile/frown dataset and run the whole pipeline on it", cmd_demo)

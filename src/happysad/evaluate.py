@@ -79,23 +79,31 @@ def evaluate_files(predictor: Predictor, paths: Sequence[str], labels: Sequence[
         raise UsageError(f"label(s) {', '.join(unknown)} are not classes of this model "
                          f"({', '.join(classes)}); pick folders with --classes")
     results = predictor.predict(list(paths))
-    y, probs, errors = [], [], []
+    y, probs, errors, found = [], [], [], []
     for res, label in zip(results, labels):
         if "error" in res:
             errors.append({"path": res["path"], "error": res["error"]})
             continue
         y.append(classes.index(label))
         probs.append([res["probabilities"][c] for c in classes])
+        if "face_found" in res:
+            found.append(res["face_found"])
     out = compute_metrics(y, np.array(probs).reshape(len(y), len(classes)), classes)
+    if predictor.faces:  # the image-level label was scored; say how often a face decided it
+        out["faces"] = True
+        out["face_found_share"] = round(float(np.mean(found)), 4) if found else 0.0
+        out["face_found"] = int(sum(found))
     if errors:
         out["errors"] = errors
     return out
 
 
 def evaluate(data: str | os.PathLike, model: Bundle | str | os.PathLike, classes: Sequence[str] | None = None,
-             tta: bool = False, batch_size: int = 64) -> dict:
-    """Evaluate ``model`` on a folder of class folders named after (some of) the model's classes."""
-    predictor = Predictor(model, batch_size=batch_size, tta=tta)
+             tta: bool = False, batch_size: int = 64, faces: bool = False) -> dict:
+    """Evaluate ``model`` on a folder of class folders named after (some of) the model's classes.
+    ``faces=True`` finds the faces in each image and scores the image-level label (as ``predict``
+    gives it), also reporting the share of images where a face was found."""
+    predictor = Predictor(model, batch_size=batch_size, tta=tta, faces=faces)
     root = Path(data)
     classes = list_classes(root, classes, min_classes=1)
     unknown = [c for c in classes if c not in predictor.classes]

@@ -6,6 +6,9 @@ so ``Predictor``, ``evaluate`` and the CLI work unchanged; preprocessing still c
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 from pathlib import Path
 
@@ -39,24 +42,47 @@ class OnnxModel:
         return self.session.run(None, {self.input_name: np.asarray(x, dtype=np.float32)})[0]
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Hide C++ start-up chatter (TensorFlow's absl/oneDNN lines, LiteRT's "Created TensorFlow Lite
+    XNNPACK delegate") that ignores Python's logging: file descriptor 2 points to /dev/null meanwhile."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def litert_interpreter(path: str | Path, threads: int | None = None, hint: str = INSTALL_HINT):
+    """A ready (tensors allocated) LiteRT interpreter for a ``.tflite`` file: ``ai-edge-litert`` where it
+    is installed, TensorFlow's deprecated ``tf.lite.Interpreter`` otherwise."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+        except ImportError:
+            raise HappysadError(f"{path}: ai-edge-litert is not installed ({hint})") from None
+    try:
+        with quiet_stderr():
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
+    except Exception as e:
+        raise HappysadError(f"{path}: cannot load LiteRT model ({type(e).__name__}: {e})") from None
+    return interpreter
+
+
 class LiteRTModel:
     """A ``.tflite`` file run by the LiteRT interpreter (``ai-edge-litert``; TensorFlow's own
     ``tf.lite.Interpreter`` as a fallback). The batch dimension is resized on demand; the interpreter
     is not thread-safe, hence the lock."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            try:
-                from tensorflow.lite import Interpreter  # type: ignore[no-redef]
-            except ImportError:
-                raise HappysadError(f"{path}: ai-edge-litert is not installed ({INSTALL_HINT})") from None
-        try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
-        except Exception as e:
-            raise HappysadError(f"{path}: cannot load LiteRT model ({type(e).__name__}: {e})") from None
+        self.interpreter = litert_interpreter(path, threads)
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]
         self._batch = int(self._in["shape"][0])
