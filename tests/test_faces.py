@@ -204,3 +204,41 @@ def test_evaluate_faces_reports_found_share(face_patch, tmp_path):
 def test_cameraman_is_found_too(detector):
     found = detector.detect(Image.fromarray(data.camera()))
     assert len(found) == 1 and math.isclose(found[0].box[2], found[0].box[3], rel_tol=0.2)
+
+
+def test_serve_returns_every_face(face_patch):
+    from fastapi.testclient import TestClient
+
+    from happysad import serve
+
+    group = Image.new("RGB", (800, 500), (230, 230, 230))
+    group.paste(face_patch.resize((200, 200)), (50, 100))
+    group.paste(face_patch.resize((110, 110)), (550, 250))
+    import io
+
+    buf = io.BytesIO()
+    group.save(buf, "JPEG")
+    with TestClient(serve.create_app("fer-happy-sad")) as client:
+        assert client.get("/api/model").json()["faces"] is True
+        res = client.post("/api/predict", files=[("files", ("group.jpg", buf.getvalue(), "image/jpeg"))])
+    assert res.status_code == 200
+    r = res.json()["results"][0]
+    assert r["face_found"] is True and len(r["faces"]) == 2
+    assert r["box"] == r["faces"][0]["box"] and (r["width"], r["height"]) == (800, 500)
+    assert r["label"] == "happy"
+
+
+def test_explain_looks_at_the_face_predict_classifies(face_patch, tmp_path, capsys):
+    scene = Image.fromarray(data.coffee()).resize((960, 640))
+    scene.paste(face_patch.resize((150, 150)), (700, 60))
+    path = tmp_path / "scene.jpg"
+    scene.save(path)
+    assert cli.main(["explain", str(path), "--out", str(tmp_path / "ex"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    left, top, right, bottom = r["box"]
+    assert 700 <= left < right <= 850 and 60 <= top < bottom <= 210
+    assert r["label"] == "happy"
+    w, h = Image.open(r["overlay"]).size
+    assert w == h >= 192  # the aligned face crop, not the whole scene
+    assert cli.main(["explain", str(path), "--out", str(tmp_path / "ex2"), "--json", "--no-faces"]) == 0
+    assert json.loads(capsys.readouterr().out)["box"] is None

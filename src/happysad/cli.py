@@ -260,13 +260,13 @@ def cmd_explain(args) -> int:
 
     _configure_device(args)
     res = explain.explain(expand_paths(args.paths), _model_ref(args), out=args.out, class_name=args.class_name,
-                          errors="keep")
+                          errors="keep", faces=args.faces)
     for r in res:
         if r.error is not None:
             print(json.dumps({"path": r.path, "error": r.error}) if args.json else f"{r.path}: error: {r.error}")
         elif args.json:
             _print_json({"path": r.path, "label": r.label, "probabilities": r.probabilities,
-                         "explained": r.explained, "overlay": r.saved})
+                         "explained": r.explained, "box": list(r.box) if r.box else None, "overlay": r.saved})
         else:
             print(f"{r.path}: {r.label} (heatmap for {r.explained}) -> {r.saved}")
     return 1 if any(r.error is not None for r in res) else 0
@@ -285,6 +285,8 @@ def _add_issue8_commands(sub, add) -> None:
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--out", default="explain", metavar="DIR", help="where NAME.gradcam.png go (default ./explain)")
     sp.add_argument("--class", dest="class_name", metavar="NAME", help="explain this class (default: the predicted one)")
+    sp.add_argument("--faces", action=argparse.BooleanOptionalAction, default=None,
+                    help="explain the largest face, cropped as predict sees it (default: on for face models)")
     sp.add_argument("--json", action="store_true", help="one JSON object per image per line")
     device_opt(sp)
 

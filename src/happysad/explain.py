@@ -107,13 +107,36 @@ def _source_image(src, box) -> Image.Image:
     return img
 
 
+def _largest_face(img: Image.Image, b: Bundle):
+    """(aligned crop of the largest face at 4x the model's input, its box as left, top, right, bottom),
+    or None: what ``predict`` classifies for a face model, framed the same way."""
+    from . import faces
+    from .predict import face_settings
+
+    cfg = face_settings(b.meta) or {}
+    found = faces.detector(cfg.get("detector", faces.DETECTOR)).detect(img)
+    if not found:
+        return None
+    f = found[0]
+    h, w = b.image_size
+    crop = faces.crop(img, f, (4 * w, 4 * h), "RGB", margin=cfg.get("margin", faces.MARGIN),
+                      align=cfg.get("align", True), raise_=cfg.get("raise", faces.RAISE))
+    x, y, bw, bh = f.box
+    return crop, (x, y, x + bw, y + bh)
+
+
 def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.PathLike | None = None,
             class_name: str | None = None, boxes: Sequence | None = None,
-            layer: str | None = None, errors: str = "raise") -> list[Explanation]:
+            layer: str | None = None, errors: str = "raise", faces: bool | None = None) -> list[Explanation]:
     """Grad-CAM for each source (path, bytes, PIL image or array). ``boxes`` (one per source, or None)
-    crops first; ``out`` saves ``NAME.gradcam.png`` overlays there. An unreadable image raises
-    ``ImageError``, or with ``errors="keep"`` gives an Explanation with only ``path`` and ``error``."""
+    crops first; otherwise, for face models (or ``faces=True``), the largest face found is explained,
+    aligned and cropped as ``predict`` sees it. ``out`` saves ``NAME.gradcam.png`` overlays there. An
+    unreadable image raises ``ImageError``, or with ``errors="keep"`` gives an Explanation with only
+    ``path`` and ``error``."""
+    from .predict import face_settings
+
     b = model if isinstance(model, Bundle) else load(model)
+    use_faces = (face_settings(b.meta) is not None) if faces is None else faces
     class_index = None
     if class_name is not None:
         if class_name not in b.classes:
@@ -128,6 +151,8 @@ def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.
         name = os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else f"<array {i}>"
         try:
             img = _source_image(src, box)
+            if box is None and use_faces and (face := _largest_face(img, b)) is not None:
+                img, box = face
         except images.ImageError as e:
             if errors != "keep":
                 raise

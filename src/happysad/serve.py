@@ -8,16 +8,16 @@
 
 How a request is served: the body is read whole by a size-limit middleware (413 past the limit); each
 upload is checked by :func:`images.probe` (format sniffed from the bytes, pixel limit against
-decompression bombs, upright size) and decoded by ``Predictor.load`` exactly as ``happysad predict`` does,
-in a small thread pool; the model inputs then go to one inference thread that runs everything queued so
+decompression bombs, upright size) and prepared by ``Predictor.prepare`` exactly as ``happysad predict``
+does (decoding, and for face models face detection and cropping), in a small thread pool; the model inputs then go to one inference thread that runs everything queued so
 far as a single batch (greedy micro-batching: no waiting when idle, bigger batches under load). The event
 loop never runs decoding or the model. Errors are JSON: ``{"error": {status, code, message, file?}}``. The page's files are read once at start-up and served from memory by
 fixed routes, so no request can name a file on the server.
 
-Each result is what ``happysad predict --json`` prints (path, label, probabilities, ms) plus the image
-size and ``box`` [x, y, w, h], the region the model looked at (today the whole image). When a face
-detector exists each result will also get ``faces``: a list of {box, label, probabilities}; the page
-already draws such a list when it is present.
+Each result is what ``happysad predict --json`` prints (path, label, probabilities, ms; for face models
+also ``face_found`` and ``faces``: a list of {box, score, label, probabilities}) plus the image size and
+``box`` [x, y, w, h]: the largest face, or the whole image when no face was found or the model is not a
+face model. The page draws every face's box and label.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at run time, and
@@ -369,14 +369,14 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
         meta = bundle.meta
         return {"name": model_name, "classes": bundle.classes,
                 "input": meta.get("input", {}), "output": meta.get("output"), "arch": meta.get("arch"),
-                "metrics": meta.get("metrics"), "versions": meta.get("versions"), "faces": False,
+                "metrics": meta.get("metrics"), "versions": meta.get("versions"), "faces": predictor.faces,
                 "limits": limits}
 
     def prepare(data: bytes):
         # Header checks first (format allowed, pixel limit) so that a bomb is refused before decoding;
-        # then exactly the decoding `happysad predict` does, so both give the same answer.
+        # then exactly what `happysad predict` does (face detection included), so both give the same answer.
         info = images.probe(data, max_pixels=max_pixels)
-        return predictor.load(data), (info.width, info.height)
+        return predictor.prepare(data), (info.width, info.height)
 
     error_responses = {s: {"description": d, "content": {"application/json": {"example": {"error": {
         "status": s, "code": c, "message": "..."}}}}} for s, c, d in (
@@ -389,8 +389,8 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
     @app.post("/api/predict", summary="Classify one or more images", responses=error_responses)
     async def predict(files: list[UploadFile] = File(..., description="one or more image files")):
         """Answers ``{"results": [...], "timing": {...}}``: one result per file, in order, each as
-        ``happysad predict --json`` prints it plus ``width``, ``height`` and ``box`` [x, y, w, h] (the
-        region the model classified: the whole image until face detection exists)."""
+        ``happysad predict --json`` prints it (with ``face_found`` and ``faces`` for face models) plus
+        ``width``, ``height`` and ``box`` [x, y, w, h] (the largest face, else the whole image)."""
         nonlocal pending
         t0 = time.perf_counter()
         if len(files) > max_files:
@@ -410,15 +410,17 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
                 if isinstance(p, BaseException):
                     raise p
             t1 = time.perf_counter()
-            probs, timing = await batcher.predict(np.stack([x for x, _ in prepared]))
+            probs, timing = await batcher.predict(np.concatenate([prep.x for prep, _ in prepared]))
         finally:
             pending -= len(files)
-        per_image_ms = round(timing["model_ms"] / max(timing["batch"], 1), 2)
-        results = []
-        for name, (_, (w, h)), p in zip(names, prepared, probs):
-            r = predictor.result(name, p)
-            r["ms"] = per_image_ms
-            r.update(width=w, height=h, box=[0, 0, w, h])
+        per_row_ms = timing["model_ms"] / max(timing["batch"], 1)
+        results, start = [], 0
+        for name, (prep, (w, h)) in zip(names, prepared):
+            r = predictor.finish(name, prep, probs[start:start + len(prep.x)])
+            start += len(prep.x)
+            r["ms"] = round(per_row_ms * len(prep.x), 2)
+            # box: what decided the label, the largest face or else the whole image
+            r.update(width=w, height=h, box=r["faces"][0]["box"] if r.get("faces") else [0, 0, w, h])
             results.append(r)
         timing.update(decode_ms=round((t1 - t0) * 1000, 2),
                       total_ms=round((time.perf_counter() - t0) * 1000, 2))
