@@ -62,11 +62,43 @@ class CleanReport:
     by_class: dict[str, dict[str, int]] = field(default_factory=dict)
     dry_run: bool = False
     html: str | None = None
+    faces: dict | None = None  # with faces=True: the face folder written and its counts
 
     def to_json(self) -> dict:
-        return {"data": str(self.data), "quarantine": str(self.quarantine), "dry_run": self.dry_run,
-                "kept": self.kept, "rejected": self.rejected, "by_reason": self.by_reason,
-                "by_class": self.by_class, "report_html": self.html}
+        out = {"data": str(self.data), "quarantine": str(self.quarantine), "dry_run": self.dry_run,
+               "kept": self.kept, "rejected": self.rejected, "by_reason": self.by_reason,
+               "by_class": self.by_class, "report_html": self.html}
+        if self.faces is not None:
+            out["faces"] = self.faces
+        return out
+
+
+def default_faces_folder(data: str | os.PathLike) -> Path:
+    """``DATA/../DATA.faces``: where ``clean --faces`` writes the face crops."""
+    d = Path(data).resolve()
+    return d.parent / f"{d.name}.faces"
+
+
+def mark_no_face(checks: Sequence[FileCheck], progress: bool | None = None) -> dict[str, list]:
+    """Run the face detector on every kept file; those without a face get reason ``no_face``. Returns
+    relative path -> faces for the files that have some."""
+    from . import faces
+
+    todo = [c for c in checks if c.ok]
+    bar = _progress(len(todo), "finding faces", progress)
+    found = faces.find_faces_in_files([c.path for c in todo],
+                                      progress=(lambda _: bar.update(1)) if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    detections = {}
+    for c, (_, fs) in zip(todo, found):
+        if fs:
+            detections[c.rel] = fs
+        else:
+            c.ok, c.reason = False, "no_face"
+            c.detail = (f"no face found (BlazeFace, score >= {faces.MIN_SCORE}, "
+                        f"box >= {faces.MIN_FACE} px)")
+    return detections
 
 
 def default_quarantine(data: str | os.PathLike) -> Path:
@@ -241,11 +273,16 @@ def clean(data: str | os.PathLike, quarantine: str | os.PathLike | None = None,
           on_reject=None, *, min_bytes: int = MIN_BYTES, allowed_formats: Sequence[str] = images.ALLOWED_FORMATS,
           max_pixels: int = images.MAX_PIXELS, animated: str = ANIMATED,
           near_dup_distance: int = NEAR_DUP_DISTANCE, report_html: str | os.PathLike | None = None,
-          progress: bool | None = None) -> CleanReport:
+          progress: bool | None = None, faces: bool = False,
+          faces_out: str | os.PathLike | None = None) -> CleanReport:
     """Scan ``data`` and move rejected files into the quarantine folder (nothing is deleted).
 
     Writes ``QUARANTINE/report.html`` (thumbnails of every reject and why) unless ``dry_run``; with
     ``report_html`` the report goes there instead (also in a dry run).
+
+    ``faces=True`` also quarantines photos without a face (reason ``no_face``) and, unless ``dry_run``,
+    writes every face of the kept photos to ``faces_out`` (default ``DATA/../DATA.faces``) as a new
+    folder of class folders ready for ``happysad train``.
     """
     root = Path(data)
     qdir = Path(quarantine) if quarantine else default_quarantine(root)
@@ -259,6 +296,7 @@ def clean(data: str | os.PathLike, quarantine: str | os.PathLike | None = None,
     checks = scan(root, classes, min_side=min_side, min_bytes=min_bytes, allowed_formats=allowed,
                   max_pixels=max_pixels, animated=animated, near_dup_distance=near_dup_distance,
                   progress=progress)
+    detections = mark_no_face(checks, progress) if faces else None
     report = CleanReport(root, qdir, dry_run=dry_run)
     by_class: dict[str, Counter] = defaultdict(Counter)
     if not dry_run and any(not c.ok for c in checks):
@@ -278,6 +316,15 @@ def clean(data: str | os.PathLike, quarantine: str | os.PathLike | None = None,
         report.rejected.append(entry)
         if on_reject:
             on_reject(entry)
+    if faces:
+        fdir = Path(faces_out) if faces_out else default_faces_folder(root)
+        report.faces = {"faces_folder": str(fdir), "images_with_faces": len(detections),
+                        "faces": sum(len(v) for v in detections.values())}
+        if not dry_run:
+            from .faces import build_face_dataset
+
+            kept = [(c.rel, c.label) for c in checks if c.ok]
+            report.faces = build_face_dataset(root, fdir, kept, detections=detections).to_json()
     report.by_reason = dict(sorted(Counter(e["reason"] for e in report.rejected).items()))
     report.by_class = {k: dict(v) for k, v in sorted(by_class.items())}
     out = Path(report_html) if report_html else (None if dry_run or not report.rejected else qdir / REPORT)

@@ -58,7 +58,7 @@ def cmd_clean(args) -> int:
                       dry_run=args.dry_run, on_reject=on_reject, min_bytes=args.min_bytes,
                       allowed_formats=formats or clean.images.ALLOWED_FORMATS, max_pixels=args.max_pixels,
                       animated=args.animated, near_dup_distance=args.near_dup_distance,
-                      report_html=args.report)
+                      report_html=args.report, faces=args.faces, faces_out=args.faces_out)
     if args.json:
         _print_json(rep.to_json())
         return 0
@@ -69,6 +69,11 @@ def cmd_clean(args) -> int:
     verb = "would quarantine" if args.dry_run else "quarantined"
     print(f"\nkept {rep.kept}, {verb} {len(rep.rejected)}" +
           (f" -> {rep.quarantine}" if rep.rejected and not args.dry_run else ""))
+    if rep.faces:
+        f = rep.faces
+        where = "would write" if args.dry_run else "wrote"
+        print(f"faces: {where} {f['faces']} face crop(s) from {f['images_with_faces']} photo(s) -> "
+              f"{f['faces_folder']}" + ("" if args.dry_run else f"  (next: happysad train {f['faces_folder']})"))
     if rep.html:
         print(f"report: {rep.html}")
     return 1 if any("error" in e for e in rep.rejected) else 0
@@ -103,6 +108,7 @@ def cmd_train(args) -> int:
         split=args.split, ratios=args.ratios, project=args.project, learning_rate=args.lr,
         early_stopping=args.early_stopping, patience=args.patience, augment=args.augment,
         distributed=args.distributed, val_data=args.val_data, augment_warmup=args.augment_warmup,
+        faces=args.faces,
     )
     return _report_train(train.train(args.data, cfg), args)
 
@@ -342,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pHash bits within which two pictures count as near-duplicates (0: off)")
     sp.add_argument("--report", metavar="HTML", help="write the HTML report here "
                     "(default QUARANTINE/report.html; not written in a dry run unless asked)")
+    sp.add_argument("--faces", action="store_true", help="also quarantine photos without a face (reason no_face) "
+                    "and write every face of the kept photos to a new folder of class folders")
+    sp.add_argument("--faces-out", metavar="DIR", help="where --faces writes the face crops (default DATA/../DATA.faces)")
     sp.add_argument("--dry-run", action="store_true", help="report only, move nothing")
     sp.add_argument("--restore", action="store_true", help="move quarantined files back")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
@@ -381,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train-time augmentation (default: on for default, off for seed)")
     sp.add_argument("--augment-warmup", type=int, metavar="EPOCHS",
                     help="epochs on clean images before augmentation starts (default: a fifth of --epochs)")
+    sp.add_argument("--faces", action="store_true", help="train on the faces found in the photos (crops kept "
+                    "in RUN/faces, photos without a face left out); predict then finds faces too")
     sp.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     device_opt(sp)
     ratios_opt(sp)

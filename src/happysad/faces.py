@@ -315,3 +315,95 @@ class AnnotatedWriter:
         out = self.folder / name
         annotate(img, result).save(out, quality=90)
         return out
+
+
+# ---- face datasets: crop every face out of a folder of class folders (clean --faces, train --faces) ----
+
+CROP_SIZE = 128      # px: crops are stored larger than any face model's input; training resizes them
+
+
+@dataclass
+class FaceDataset:
+    folder: Path
+    images: int = 0      # photos that gave at least one face
+    faces: int = 0       # crops written
+    no_face: list[str] = field(default_factory=list)  # photos (relative paths) without a face
+
+    def to_json(self) -> dict:
+        return {"faces_folder": str(self.folder), "images_with_faces": self.images, "faces": self.faces,
+                "no_face": len(self.no_face)}
+
+
+def find_faces_in_files(paths: list[Path], kind: str = DETECTOR, workers: int | None = None,
+                        progress=None) -> list[tuple[Path, list[Face] | None]]:
+    """Detect faces in many files in a thread pool (LiteRT releases the GIL while it runs); a file that
+    cannot be decoded gives None."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import images
+
+    det = detector(kind)
+
+    def one(p):
+        try:
+            img, _ = images.decode(p, "RGB", allowed_formats=None)
+        except images.ImageError:
+            return p, None
+        return p, det.detect(img)
+
+    out = []
+    with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 2)) as pool:
+        for item in pool.map(one, paths):
+            out.append(item)
+            if progress is not None:
+                progress(item)
+    return out
+
+
+def build_face_dataset(src: str | Path, out: str | Path, rels: list[tuple[str, str]] | None = None,
+                       classes: list[str] | None = None, size: int = CROP_SIZE, max_faces: int = 64,
+                       detections: dict | None = None) -> FaceDataset:
+    """Write every face in the photos of ``src`` (class folders) to ``out/CLASS/STEM_face<i>.png``,
+    aligned and framed as predict crops them, ``size`` px square, in colour, with ``out/faces.csv``
+    naming each crop's source photo and box. ``rels`` limits it to these (relative path, label) pairs;
+    ``detections`` (relative path -> faces) reuses faces already found. Photos without a face are listed
+    in the result, not copied. Nothing in ``src`` is changed."""
+    import csv
+
+    from . import images
+    from .split import SOURCES, list_classes
+
+    src, out = Path(src), Path(out)
+    if rels is None:
+        names = list_classes(src, classes, min_classes=1)
+        rels = [(p.relative_to(src).as_posix(), c) for c in names for p in images.iter_files(src / c, images_only=True)]
+    if detections is None:
+        found = find_faces_in_files([src / r for r, _ in rels])
+        detections = {r: f for (r, _), (_, f) in zip(rels, found)}
+    ds = FaceDataset(out)
+    rows, used = [], set()
+    for rel, label in rels:
+        fs = detections.get(rel)
+        if not fs:
+            ds.no_face.append(rel)
+            continue
+        img, _ = images.decode(src / rel, "RGB", allowed_formats=None)
+        (out / label).mkdir(parents=True, exist_ok=True)
+        stem = Path(rel).stem
+        for i, f in enumerate(fs[:max_faces]):
+            name = f"{label}/{stem}_face{i}.png"
+            n = 2
+            while name in used:  # the same stem twice in one class (e.g. a.jpg and a.png)
+                name, n = f"{label}/{stem}-{n}_face{i}.png", n + 1
+            used.add(name)
+            crop(img, f, (size, size), "RGB").save(out / name)
+            rows.append([name, rel, i, *f.box, round(f.score, 4)])
+            ds.faces += 1
+        ds.images += 1
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / SOURCES, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "source", "face", "x", "y", "w", "h", "score"])
+        w.writerows(rows)
+    return ds

@@ -25,6 +25,7 @@ from .images import iter_files
 DEFAULT_RATIOS = (0.7, 0.2, 0.1)
 SPLITS = ("train", "val", "test")
 COLUMNS = ("path", "label", "split", "group")
+SOURCES = "faces.csv"  # in a face folder (clean/train --faces): the photo each crop came from
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,16 @@ def near_duplicate_group_ids(data: str | os.PathLike, items: Sequence[tuple[str,
     return {path: name[g] for ((path, _, _), _), g in zip(known, gid)}
 
 
+def source_groups(folder: str | os.PathLike) -> dict[str, str] | None:
+    """For a face folder (one with faces.csv): crop path -> its source photo, so that all faces of one
+    photo land in the same split. None for other folders."""
+    p = Path(folder) / SOURCES
+    if not p.is_file():
+        return None
+    with open(p, newline="") as fh:
+        return {r["path"]: f"photo:{r['source']}" for r in csv.DictReader(fh)}
+
+
 def split_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
                  ratios: Sequence[float] = DEFAULT_RATIOS, seed: int = 0,
                  classes: Sequence[str] | None = None,
@@ -250,6 +261,8 @@ def split_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     check_ratios(ratios)
     names = list_classes(data, classes)
     items, skipped = list_items(data, names)
+    if groups is None:
+        groups = source_groups(data)
     if near_dup_distance > 0 and groups is None:
         groups = near_duplicate_group_ids(data, items, near_dup_distance)
     have = Counter(label for _, label, _ in items)

@@ -65,6 +65,7 @@ class TrainConfig:
     label_smoothing: float | None = None
     reduce_lr: bool | None = None
     distributed: bool = False
+    faces: bool = False  # train on the faces found in the photos (crops in RUN/faces); predict then detects too
     verbose: bool = True
     extra_meta: dict = field(default_factory=dict)
 
@@ -285,14 +286,16 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
     strategy = make_strategy(cfg.distributed)
     chief, task = _cluster_role()
     classes = splitting.list_classes(data_dir, cfg.classes)
+    run_dir = None
+    if cfg.faces:  # the crops live in the run folder, so it comes first
+        if cfg.split:
+            raise UsageError("--faces makes its own split of the face crops; leave out --split")
+        run_dir = _new_run(cfg, chief, task)
+        data_dir, cfg = _face_data(data_dir, run_dir, cfg, classes)
     rows = load_rows(data_dir, cfg, classes)
     _check_split(rows, data_dir)
-    if chief:
-        run_dir = new_run_dir(cfg.project, cfg.name)
-    else:  # other workers write only to a private scratch folder
-        import tempfile
-
-        run_dir = Path(tempfile.mkdtemp(prefix=f"happysad-{task}-"))
+    if run_dir is None:
+        run_dir = _new_run(cfg, chief, task)
     (run_dir / "weights").mkdir()
     splitting.write_manifest(rows, run_dir / "split.csv")
     counts = splitting.counts(rows)
@@ -302,11 +305,43 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
         train={**{k: v for k, v in asdict(cfg).items() if k not in ("extra_meta", "verbose", "classes")},
                "ratios": list(cfg.ratios), "data": str(data_dir.resolve()), "split_manifest": "split.csv",
                "counts": counts},
+        **({"faces": _face_meta()} if cfg.faces else {}),
         **cfg.extra_meta,
     )
     bundle.write_json(run_dir / "meta.json", meta)
     _log(f"run folder: {run_dir}", cfg.verbose and chief)
     return _fit(run_dir, cfg, data_dir, classes, rows, meta, [], strategy, chief, t_start)
+
+
+def _new_run(cfg: TrainConfig, chief: bool, task: int) -> Path:
+    if chief:
+        return new_run_dir(cfg.project, cfg.name)
+    import tempfile  # other workers write only to a private scratch folder
+
+    return Path(tempfile.mkdtemp(prefix=f"happysad-{task}-"))
+
+
+def _face_meta() -> dict:
+    from . import faces
+
+    return {"detector": faces.DETECTOR, "margin": faces.MARGIN, "raise": faces.RAISE, "align": True}
+
+
+def _face_data(data_dir: Path, run_dir: Path, cfg: TrainConfig, classes: list[str]) -> tuple[Path, TrainConfig]:
+    """Crop every face out of the photos (and out of --val-data) into RUN/faces (and RUN/faces-val);
+    photos without a face are left out and counted. Returns the folder to train on and the config."""
+    from . import faces
+
+    ds = faces.build_face_dataset(data_dir, run_dir / "faces", classes=classes)
+    _log(f"faces: {ds.faces} face(s) from {ds.images} photo(s) -> {ds.folder}; {len(ds.no_face)} photo(s) "
+         "without a face left out", cfg.verbose)
+    if ds.faces == 0:
+        raise HappysadError(f"{data_dir}: no face found in any photo; train without --faces")
+    if cfg.val_data:
+        val = faces.build_face_dataset(cfg.val_data, run_dir / "faces-val", classes=classes)
+        _log(f"faces (validation): {val.faces} face(s) from {val.images} photo(s)", cfg.verbose)
+        cfg = TrainConfig(**{**asdict(cfg), "val_data": str(val.folder)})
+    return ds.folder, cfg
 
 
 def resume(run_dir: str | os.PathLike, verbose: bool = True) -> TrainResult:
@@ -457,7 +492,8 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
     # Held-out evaluation with the best weights, through the same code path users call.
     eval_rows = by_split["test"] or by_split["val"]
     eval_split = "test" if by_split["test"] else "val"
-    predictor = Predictor(bundle.load(run_dir), batch_size=max(cfg.batch_size, 64))
+    # the split holds images as the model sees them (face crops already, with --faces)
+    predictor = Predictor(bundle.load(run_dir), batch_size=max(cfg.batch_size, 64), faces=False)
     metrics = evaluate_files(predictor, [str(data_dir / r.path) for r in eval_rows], [r.label for r in eval_rows])
     epochs_run = len(all_rows)
     epochs_here = len(history.history.get("loss", []))  # this process only (less after a resume)
