@@ -28,6 +28,25 @@ TASKS = {
 }
 
 
+def training_command(task: str, run: Path) -> str:
+    """The command that retrains this run, rebuilt from its meta.json (so --install-from records the
+    training command, not the install step)."""
+    t = json.loads((run / "meta.json").read_text())["train"]
+    cmd = ["python bench/train_fer.py", task, "--epochs", str(t["epochs"]), "--batch-size", str(t["batch_size"])]
+    if t["arch"] != "default":
+        cmd += ["--arch", t["arch"]]
+    if t.get("seed"):
+        cmd += ["--seed", str(t["seed"])]
+    cmd += ["--augment-warmup", str(t["augment_warmup"])]
+    if t.get("class_weight") is False:
+        cmd.append("--no-class-weight")
+    if t.get("init_from"):
+        cmd += ["--init-from", Path(t["init_from"]).name if "builtin" in t["init_from"] else t["init_from"]]
+    if t.get("learning_rate") not in (None, 1e-3):
+        cmd += ["--lr", str(t["learning_rate"])]
+    return " ".join(cmd + ["--install"])
+
+
 def install(args, task: dict, run: Path, summary: dict) -> None:
     """Copy the best weights and meta.json (with a model card) into the package as a built-in model."""
     dest = ROOT / "src" / "happysad" / "builtin" / task["name"]
@@ -47,7 +66,7 @@ def install(args, task: dict, run: Path, summary: dict) -> None:
     meta["model_card"] = {
         "data": "FER2013 train (fitting) and PublicTest = ../shared/datasets/fer2013/validation "
                 "(model selection and reporting), 48x48 gray faces",
-        "command": " ".join(["python bench/train_fer.py", *sys.argv[1:]]),
+        "command": training_command(args.task, run),
         **{k: summary[k] for k in ("val_accuracy", "val_accuracy_tta", "n", "per_class", "confusion",
                                    "epochs", "train_wall_s", "train_images_per_s")},
     }
@@ -71,6 +90,8 @@ def main() -> int:
     ap.add_argument("--class-weight", action=argparse.BooleanOptionalAction, default=None,
                     help="balanced class weights (default: the recipe's, on); off suits plain accuracy on 7 "
                          "emotions, where disgust is 1.5%% of the faces")
+    ap.add_argument("--init-from", metavar="MODEL", help="fine-tune from this model (e.g. fer-emotion7)")
+    ap.add_argument("--lr", type=float, help="learning rate (default: the recipe's 1e-3)")
     ap.add_argument("--project", default=str(ROOT / "runs" / "fer"))
     ap.add_argument("--install", action="store_true", help="copy the model into src/happysad/builtin/")
     ap.add_argument("--install-from", metavar="RUN", help="skip training: evaluate and install this run")
@@ -91,7 +112,8 @@ def main() -> int:
         res = train.train(FER / "train", classes=task["classes"], val_data=str(FER / "validation"),
                           arch=args.arch, img_size=48, grayscale=True, epochs=args.epochs,
                           batch_size=args.batch_size, seed=args.seed, project=args.project, name=args.task,
-                          augment_warmup=args.augment_warmup, class_weight=args.class_weight)
+                          augment_warmup=args.augment_warmup, class_weight=args.class_weight,
+                          init_from=args.init_from, learning_rate=args.lr)
         run, wall, epochs = res.run_dir, time.perf_counter() - t0, res.metrics["epochs_run"]
         metrics = res.metrics
     plain = evaluate.evaluate(FER / "validation", run, task["classes"])

@@ -108,7 +108,7 @@ def cmd_train(args) -> int:
         split=args.split, ratios=args.ratios, project=args.project, learning_rate=args.lr,
         early_stopping=args.early_stopping, patience=args.patience, augment=args.augment,
         distributed=args.distributed, val_data=args.val_data, augment_warmup=args.augment_warmup,
-        faces=args.faces,
+        faces=args.faces, init_from=args.init_from,
     )
     return _report_train(train.train(args.data, cfg), args)
 
@@ -390,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train-time augmentation (default: on for default, off for seed)")
     sp.add_argument("--augment-warmup", type=int, metavar="EPOCHS",
                     help="epochs on clean images before augmentation starts (default: a fifth of --epochs)")
+    sp.add_argument("--init-from", metavar="MODEL", help="fine-tune: start from this model's weights (same arch "
+                    "and input; a new head when the classes differ), e.g. --init-from fer-emotion7")
     sp.add_argument("--faces", action="store_true", help="train on the faces found in the photos (crops kept "
                     "in RUN/faces, photos without a face left out); predict then finds faces too")
     sp.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")

@@ -66,6 +66,7 @@ class TrainConfig:
     reduce_lr: bool | None = None
     distributed: bool = False
     faces: bool = False  # train on the faces found in the photos (crops in RUN/faces); predict then detects too
+    init_from: str | None = None  # fine-tune: start from this model's weights (all layers but the head)
     verbose: bool = True
     extra_meta: dict = field(default_factory=dict)
 
@@ -313,6 +314,31 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
     return _fit(run_dir, cfg, data_dir, classes, rows, meta, [], strategy, chief, t_start)
 
 
+def _init_weights(net, cfg: TrainConfig, verbose: bool) -> None:
+    """Copy weights from ``cfg.init_from`` (a run folder, .keras file or built-in model of the same
+    architecture and input) layer by layer, wherever the shapes agree: everything but a head with a
+    different number of classes. Features learnt on a bigger task (7 emotions) then start a smaller one."""
+    src = bundle.load(cfg.init_from)
+    want = (cfg.img_size, cfg.img_size, "grayscale" if cfg.grayscale else "rgb")
+    have = (*src.image_size, src.color_mode)
+    if src.meta.get("arch") != cfg.arch or have != want:
+        raise UsageError(f"--init-from {cfg.init_from}: arch {src.meta.get('arch')} with input {have} does not "
+                         f"match this run's arch {cfg.arch} with input {want}")
+    copied = skipped = 0
+    for dst, org in zip(net.layers, src.model.layers):
+        dw, sw = dst.get_weights(), org.get_weights()
+        if not dw:
+            continue
+        if type(dst) is type(org) and [w.shape for w in dw] == [w.shape for w in sw]:
+            dst.set_weights(sw)
+            copied += 1
+        else:
+            skipped += 1
+    if copied == 0:
+        raise UsageError(f"--init-from {cfg.init_from}: no layer matches this architecture")
+    _log(f"init from {cfg.init_from}: {copied} layer(s) copied, {skipped} left new (the head)", verbose)
+
+
 def _new_run(cfg: TrainConfig, chief: bool, task: int) -> Path:
     if chief:
         return new_run_dir(cfg.project, cfg.name)
@@ -454,6 +480,8 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
     train_ds, val_ds = dataset(by_split["train"], True), dataset(by_split["val"], False)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), len(classes))
+        if cfg.init_from:
+            _init_weights(net, cfg, cfg.verbose and chief)
         if len(classes) == 2:
             loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
         else:  # labels arrive one-hot (see data.make_dataset), which allows label smoothing
