@@ -31,3 +31,18 @@ def test_predict_color_photo_without_model(tmp_path, capsys):
     assert main(["predict", str(photo), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["label"] in ("happy", "sad") and set(out["probabilities"]) == {"happy", "sad"}
+
+
+@pytest.mark.parametrize("name", [n for n in ("fer-happy-sad", "fer-emotion7") if n in BUILTIN])
+def test_builtin_scores_what_its_model_card_says(name):
+    """Re-evaluating the shipped weights on FER2013 PublicTest gives the model card's accuracy."""
+    from conftest import needs_shared
+
+    from happysad import evaluate
+
+    fer = needs_shared("fer2013/validation")
+    meta = json.loads(bundle.resolve(name)[1].read_text())
+    m = evaluate.evaluate(fer, name, meta["classes"])
+    assert m["n"] == meta["model_card"]["n"]
+    assert m["accuracy"] == pytest.approx(meta["model_card"]["val_accuracy"], abs=0.002)
+    assert m["confusion"] == meta["model_card"]["confusion"]
