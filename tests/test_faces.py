@@ -242,3 +242,11 @@ def test_explain_looks_at_the_face_predict_classifies(face_patch, tmp_path, caps
     assert w == h >= 192  # the aligned face crop, not the whole scene
     assert cli.main(["explain", str(path), "--out", str(tmp_path / "ex2"), "--json", "--no-faces"]) == 0
     assert json.loads(capsys.readouterr().out)["box"] is None
+
+
+def test_odd_shapes_stay_cheap(detector):
+    """Panoramas, slivers and huge photos: a bounded number of detector runs, no error."""
+    for w, h in ((4000, 40), (40, 4000), (1, 1), (6000, 4500), (3000, 500)):
+        regions = sum(len(detector._regions(net, w, h)) for net in detector.nets)
+        assert regions <= 2 + 7 * 7, (w, h, regions)
+    assert detector.detect(Image.new("RGB", (2000, 30), "gray")) == []

@@ -178,8 +178,9 @@ class FaceDetector:
         enough pixels to be found."""
         side = max(w, h)
         regions = [((w - side) // 2, (h - side) // 2, side)]
-        if net.kind == "full" and side > self.tile_above * net.size:
-            tile = min(2 * net.size, w, h)
+        if net.kind == "full" and side > self.tile_above * net.size and min(w, h) >= net.size:
+            # two inputs wide, or wider on huge photos so that there are at most about 6 x 6 tiles
+            tile = min(max(2 * net.size, side // 6), w, h)
             step = max(1, tile * 3 // 4)
             xs = sorted({*range(0, w - tile, step), w - tile})
             ys = sorted({*range(0, h - tile, step), h - tile})
