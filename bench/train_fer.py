@@ -62,7 +62,7 @@ def install(args, task: dict, run: Path, summary: dict) -> None:
     # A face model: predict finds and crops faces first, framed like FER2013 (bench/faces_framing.py).
     from happysad import faces
 
-    meta["faces"] = {"detector": faces.DETECTOR, "margin": faces.MARGIN, "raise": faces.RAISE, "align": True}
+    meta["faces"] = faces.settings()
     meta["model_card"] = {
         "data": "FER2013 train (fitting) and PublicTest = ../shared/datasets/fer2013/validation "
                 "(model selection and reporting), 48x48 gray faces",

@@ -107,20 +107,18 @@ def _source_image(src, box) -> Image.Image:
     return img
 
 
-def _largest_face(img: Image.Image, b: Bundle):
+def _largest_face(img: Image.Image, b: Bundle, cfg: dict):
     """(aligned crop of the largest face at 4x the model's input, its box as left, top, right, bottom),
-    or None: what ``predict`` classifies for a face model, framed the same way."""
+    or None: what ``predict`` classifies for a face model (``cfg``: its meta.json ``faces``), framed
+    the same way."""
     from . import faces
-    from .predict import face_settings
 
-    cfg = face_settings(b.meta) or {}
     found = faces.detector(cfg.get("detector", faces.DETECTOR)).detect(img)
     if not found:
         return None
     f = found[0]
     h, w = b.image_size
-    crop = faces.crop(img, f, (4 * w, 4 * h), "RGB", margin=cfg.get("margin", faces.MARGIN),
-                      align=cfg.get("align", True), raise_=cfg.get("raise", faces.RAISE))
+    crop = faces.crop(img, f, (4 * w, 4 * h), "RGB", **faces.crop_options(cfg))
     x, y, bw, bh = f.box
     return crop, (x, y, x + bw, y + bh)
 
@@ -136,7 +134,8 @@ def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.
     from .predict import face_settings
 
     b = model if isinstance(model, Bundle) else load(model)
-    use_faces = (face_settings(b.meta) is not None) if faces is None else faces
+    face_cfg = face_settings(b.meta)
+    use_faces = (face_cfg is not None) if faces is None else faces
     class_index = None
     if class_name is not None:
         if class_name not in b.classes:
@@ -151,7 +150,7 @@ def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.
         name = os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else f"<array {i}>"
         try:
             img = _source_image(src, box)
-            if box is None and use_faces and (face := _largest_face(img, b)) is not None:
+            if box is None and use_faces and (face := _largest_face(img, b, face_cfg or {})) is not None:
                 img, box = face
         except images.ImageError as e:
             if errors != "keep":

@@ -44,6 +44,16 @@ TILE_ABOVE = 2.5     # images longer than this many detector inputs are also sea
 KEYPOINTS = ("eye_1", "eye_2", "nose", "mouth", "ear_1", "ear_2")
 
 
+def settings() -> dict:
+    """The ``faces`` entry a face model records in meta.json: this detector and these crop settings."""
+    return {"detector": DETECTOR, "margin": MARGIN, "raise": RAISE, "align": True}
+
+
+def crop_options(cfg: dict) -> dict:
+    """A meta.json ``faces`` entry -> keyword arguments of :func:`crop` (defaults for what it omits)."""
+    return {"margin": cfg.get("margin", MARGIN), "align": cfg.get("align", True), "raise_": cfg.get("raise", RAISE)}
+
+
 @dataclass(frozen=True)
 class Face:
     """One detected face in image pixels: ``box`` is [x, y, w, h]; ``keypoints`` (6, 2) are the two
@@ -205,9 +215,6 @@ class FaceDetector:
         faces.sort(key=lambda f: (-f.area, f.box))
         return faces
 
-    def detect_batch(self, imgs: list[Image.Image]) -> list[list[Face]]:
-        return [self.detect(im) for im in imgs]
-
 
 _DEFAULT: dict[tuple, FaceDetector] = {}
 _DEFAULT_LOCK = threading.Lock()
@@ -335,31 +342,39 @@ class FaceDataset:
                 "no_face": len(self.no_face)}
 
 
-def find_faces_in_files(paths: list[Path], kind: str = DETECTOR, workers: int | None = None,
-                        progress=None) -> list[tuple[Path, list[Face] | None]]:
-    """Detect faces in many files in a thread pool (LiteRT releases the GIL while it runs); a file that
-    cannot be decoded gives None."""
+def _map_files(fn, paths: list, workers: int | None = None, progress=None) -> list:
+    """``fn`` over ``paths`` in a thread pool (LiteRT and Pillow release the GIL), in order."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import images
-
-    det = detector(kind)
-
-    def one(p):
-        try:
-            img, _ = images.decode(p, "RGB", allowed_formats=None)
-        except images.ImageError:
-            return p, None
-        return p, det.detect(img)
-
     out = []
     with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 2)) as pool:
-        for item in pool.map(one, paths):
+        for item in pool.map(fn, paths):
             out.append(item)
             if progress is not None:
                 progress(item)
     return out
+
+
+def _decode(path) -> Image.Image | None:
+    from . import images
+
+    try:
+        return images.decode(path, "RGB", allowed_formats=None)[0]
+    except images.ImageError:
+        return None
+
+
+def find_faces_in_files(paths: list[Path], kind: str = DETECTOR, workers: int | None = None,
+                        progress=None) -> list[tuple[Path, list[Face] | None]]:
+    """Detect faces in many files in a thread pool; a file that cannot be decoded gives None."""
+    det = detector(kind)
+
+    def one(p):
+        img = _decode(p)
+        return p, None if img is None else det.detect(img)
+
+    return _map_files(one, paths, workers, progress)
 
 
 def build_face_dataset(src: str | Path, out: str | Path, rels: list[tuple[str, str]] | None = None,
@@ -379,26 +394,33 @@ def build_face_dataset(src: str | Path, out: str | Path, rels: list[tuple[str, s
     if rels is None:
         names = list_classes(src, classes, min_classes=1)
         rels = [(p.relative_to(src).as_posix(), c) for c in names for p in images.iter_files(src / c, images_only=True)]
-    if detections is None:
-        found = find_faces_in_files([src / r for r, _ in rels])
-        detections = {r: f for (r, _), (_, f) in zip(rels, found)}
+    det = detector() if detections is None else None
+
+    def faces_and_crops(rel):  # each photo is decoded once, for detection and cropping alike
+        if detections is not None and not detections.get(rel):
+            return [], []
+        img = _decode(src / rel)
+        if img is None:
+            return [], []
+        fs = (det.detect(img) if det is not None else detections[rel])[:max_faces]
+        return fs, [crop(img, f, (size, size), "RGB") for f in fs]
+
+    found = _map_files(faces_and_crops, [r for r, _ in rels])
     ds = FaceDataset(out)
     rows, used = [], set()
-    for rel, label in rels:
-        fs = detections.get(rel)
+    for (rel, label), (fs, pics) in zip(rels, found):
         if not fs:
             ds.no_face.append(rel)
             continue
-        img, _ = images.decode(src / rel, "RGB", allowed_formats=None)
         (out / label).mkdir(parents=True, exist_ok=True)
         stem = Path(rel).stem
-        for i, f in enumerate(fs[:max_faces]):
+        for i, (f, pic) in enumerate(zip(fs, pics)):
             name = f"{label}/{stem}_face{i}.png"
             n = 2
             while name in used:  # the same stem twice in one class (e.g. a.jpg and a.png)
                 name, n = f"{label}/{stem}-{n}_face{i}.png", n + 1
             used.add(name)
-            crop(img, f, (size, size), "RGB").save(out / name)
+            pic.save(out / name)
             rows.append([name, rel, i, *f.box, round(f.score, 4)])
             ds.faces += 1
         ds.images += 1

@@ -82,8 +82,9 @@ class Predictor:
         self.tta = tta
         self.workers = workers or min(8, (os.cpu_count() or 2) * 2)
         # Face detection: on by default for models trained on face crops (meta.json "faces").
-        self.face_cfg = face_settings(self.bundle.meta) or {}
-        self.faces = bool(face_settings(self.bundle.meta) is not None) if faces is None else bool(faces)
+        cfg = face_settings(self.bundle.meta)
+        self.face_cfg = cfg or {}
+        self.faces = cfg is not None if faces is None else bool(faces)
         self._detector = None
 
     @property
@@ -114,9 +115,7 @@ class Predictor:
         mode = "L" if self.bundle.color_mode == "grayscale" else "RGB"
         found = self.detector.detect(img)[:MAX_FACES]
         if found:
-            cfg = self.face_cfg
-            x = faces.crops(img, found, (w, h), mode, margin=cfg.get("margin", faces.MARGIN),
-                            align=cfg.get("align", True), raise_=cfg.get("raise", faces.RAISE))
+            x = faces.crops(img, found, (w, h), mode, **faces.crop_options(self.face_cfg))
         else:  # no face: the whole image, as without detection
             whole = img.convert(mode).resize((w, h), Image.BILINEAR)
             x = np.asarray(whole, np.uint8).reshape(1, h, w, -1)
@@ -163,12 +162,8 @@ class Predictor:
             xb = np.concatenate([xb, np.zeros((size - n, *xb.shape[1:]), xb.dtype)])
         return probabilities(self.bundle.model.predict_on_batch(xb), len(self.classes))[:n]
 
-    def result(self, name: str, p: np.ndarray) -> dict:
-        """One row of probabilities -> ``{"path", "label", "probabilities"}`` (what predict --json prints;
-        the web API builds its answers with this too)."""
-        return self._result(name, p)
-
     def _result(self, name: str, p: np.ndarray) -> dict:
+        """One row of probabilities -> ``{"path", "label", "probabilities"}``."""
         k = int(np.argmax(p))
         return {"path": name, "label": self.classes[k],
                 "probabilities": {c: round(float(v), 6) for c, v in zip(self.classes, p)}}

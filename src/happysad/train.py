@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import bundle, data, model as models, report, split as splitting
+from . import bundle, data, faces, model as models, report, split as splitting
 from .errors import HappysadError, UsageError
 from .evaluate import evaluate_files
 from .predict import Predictor
@@ -306,7 +306,7 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
         train={**{k: v for k, v in asdict(cfg).items() if k not in ("extra_meta", "verbose", "classes")},
                "ratios": list(cfg.ratios), "data": str(data_dir.resolve()), "split_manifest": "split.csv",
                "counts": counts},
-        **({"faces": _face_meta()} if cfg.faces else {}),
+        **({"faces": faces.settings()} if cfg.faces else {}),
         **cfg.extra_meta,
     )
     bundle.write_json(run_dir / "meta.json", meta)
@@ -347,17 +347,9 @@ def _new_run(cfg: TrainConfig, chief: bool, task: int) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"happysad-{task}-"))
 
 
-def _face_meta() -> dict:
-    from . import faces
-
-    return {"detector": faces.DETECTOR, "margin": faces.MARGIN, "raise": faces.RAISE, "align": True}
-
-
 def _face_data(data_dir: Path, run_dir: Path, cfg: TrainConfig, classes: list[str]) -> tuple[Path, TrainConfig]:
     """Crop every face out of the photos (and out of --val-data) into RUN/faces (and RUN/faces-val);
     photos without a face are left out and counted. Returns the folder to train on and the config."""
-    from . import faces
-
     ds = faces.build_face_dataset(data_dir, run_dir / "faces", classes=classes)
     _log(f"faces: {ds.faces} face(s) from {ds.images} photo(s) -> {ds.folder}; {len(ds.no_face)} photo(s) "
          "without a face left out", cfg.verbose)
