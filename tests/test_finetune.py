@@ -39,3 +39,24 @@ def test_init_from_refuses_another_input(shapes2, trained_run, tmp_path, capsys)
     assert cli.main(["train", str(shapes2), "--img-size", "40", "--epochs", "1", "--project", str(tmp_path),
                      "--init-from", str(run.run_dir)]) == 2
     assert "--init-from" in capsys.readouterr().err
+
+
+def test_init_from_takes_the_source_width(shapes3, tmp_path, capsys):
+    """A wider source (the built-in models are width 64/96) is fine-tuned at its own width, recorded in
+    meta.json arch_options so that a later --init-from or --resume builds the same shapes."""
+    src = train.train(shapes3, arch="default", width=16, img_size=32, epochs=1, batch_size=16,
+                      project=str(tmp_path), name="narrow", verbose=False)
+    assert json.loads((src.run_dir / "meta.json").read_text())["arch_options"] == {"width": 16}
+    assert bundle.load(src.run_dir).model.layers[2].filters == 16
+    res = train.train(shapes3, arch="default", img_size=32, epochs=1, batch_size=16, classes=["circle", "square"],
+                      project=str(tmp_path), name="two", init_from=str(src.run_dir), verbose=True)
+    assert "layer(s) copied, 1 left new (the head)" in capsys.readouterr().err
+    meta = json.loads((res.run_dir / "meta.json").read_text())
+    assert meta["arch_options"] == {"width": 16} and meta["train"]["width"] == 16
+
+
+def test_width_is_checked(shapes2, tmp_path, capsys):
+    for extra, msg in ((["--arch", "seed", "--width", "16"], "--arch default only"), (["--width", "4"], "8 to 256")):
+        assert cli.main(["train", str(shapes2), "--epochs", "1", "--project", str(tmp_path / "runs"), *extra]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # refused before any run folder was made

@@ -103,7 +103,7 @@ def cmd_train(args) -> int:
     if not args.data:
         raise UsageError("give DATA (a folder of class folders) or --resume RUN_FOLDER")
     cfg = train.TrainConfig(
-        arch=args.arch, img_size=args.img_size, grayscale=args.grayscale, epochs=args.epochs,
+        arch=args.arch, width=args.width, img_size=args.img_size, grayscale=args.grayscale, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, name=args.name, classes=_classes(args),
         split=args.split, ratios=args.ratios, project=args.project, learning_rate=args.lr,
         early_stopping=args.early_stopping, patience=args.patience, augment=args.augment,
@@ -374,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--val-data", metavar="DIR", help="a separate validation folder (same class folders): "
                     "train on all of DATA, select and report on DIR")
     sp.add_argument("--arch", choices=sorted(ARCHS), default="default")
+    sp.add_argument("--width", type=int, metavar="N", help="default arch: filters of the first block, doubling "
+                    "per block up to 256 (default 32; with --init-from, that model's width)")
     sp.add_argument("--img-size", type=int, metavar="N", help="square input side (default: seed 256, default 96)")
     sp.add_argument("--grayscale", action="store_true", help="train on one gray channel")
     sp.add_argument("--epochs", type=int, default=20)

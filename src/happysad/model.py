@@ -90,10 +90,20 @@ def default(input_shape: tuple[int, int, int], n_classes: int, width: int = 32, 
 ARCHS: dict[str, Callable] = {"seed": seed, "default": default}
 
 
-def build(arch: str, input_shape: tuple[int, int, int], n_classes: int):
-    """Build a registered architecture, checking the arguments first."""
+def check_arch(arch: str, width: int | None = None) -> None:
+    """Fail early, with what to do, on an unknown architecture or a width it cannot take."""
     if arch not in ARCHS:
         raise UsageError(f"unknown --arch {arch!r}; choose one of: {', '.join(ARCHS)}")
+    if width is not None and arch != "default":
+        raise UsageError(f"--width applies to --arch default only, not {arch}")
+    if width is not None and not 8 <= width <= 256:
+        raise UsageError(f"--width {width}: choose 8 to 256")
+
+
+def build(arch: str, input_shape: tuple[int, int, int], n_classes: int, width: int | None = None):
+    """Build a registered architecture, checking the arguments first. ``width`` (default arch only):
+    filters of the first block, doubling per block up to 256; None keeps the architecture's default."""
+    check_arch(arch, width)
     if n_classes < 2:
         raise UsageError(f"need at least 2 classes, got {n_classes}")
     h, w, c = input_shape
@@ -101,4 +111,4 @@ def build(arch: str, input_shape: tuple[int, int, int], n_classes: int):
         raise UsageError(f"input shape {input_shape} not supported (side >= 16, 1 or 3 channels)")
     if arch == "seed" and min(h, w) < 22:
         raise UsageError("--arch seed needs --img-size >= 22 (three 3x3 conv + pool stages)")
-    return ARCHS[arch](input_shape, n_classes)
+    return ARCHS[arch](input_shape, n_classes) if width is None else ARCHS[arch](input_shape, n_classes, width=width)

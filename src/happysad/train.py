@@ -44,6 +44,7 @@ RECIPES = {
 @dataclass
 class TrainConfig:
     arch: str = "default"
+    width: int | None = None  # default arch: first-block filters (None: 32, or the --init-from model's)
     img_size: int | None = None  # None: the architecture's preferred size
     grayscale: bool = False
     epochs: int = 20
@@ -281,6 +282,7 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
     """Train on ``data_dir`` (a folder of class folders) into a new run folder. Keyword overrides set
     TrainConfig fields."""
     cfg = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).resolved()
+    models.check_arch(cfg.arch, cfg.width)
     data_dir = Path(data_dir)
     t_start = time.perf_counter()
     # A distributed strategy must exist before TensorFlow runs any op.
@@ -293,6 +295,8 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
             raise UsageError("--faces makes its own split of the face crops; leave out --split")
         run_dir = _new_run(cfg, chief, task)
         data_dir, cfg = _face_data(data_dir, run_dir, cfg, classes)
+    if cfg.init_from and cfg.width is None:  # a wider model (e.g. a built-in one) is fine-tuned at its width
+        cfg.width = _source_options(cfg.init_from).get("width")
     rows = load_rows(data_dir, cfg, classes)
     _check_split(rows, data_dir)
     if run_dir is None:
@@ -307,11 +311,21 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
                "ratios": list(cfg.ratios), "data": str(data_dir.resolve()), "split_manifest": "split.csv",
                "counts": counts},
         **({"faces": faces.settings()} if cfg.faces else {}),
+        **({"arch_options": {"width": cfg.width}} if cfg.width else {}),
         **cfg.extra_meta,
     )
     bundle.write_json(run_dir / "meta.json", meta)
     _log(f"run folder: {run_dir}", cfg.verbose and chief)
     return _fit(run_dir, cfg, data_dir, classes, rows, meta, [], strategy, chief, t_start)
+
+
+def _source_options(ref: str) -> dict:
+    """The architecture options (meta.json ``arch_options``, e.g. width) of an --init-from model."""
+    _, meta_path = bundle.resolve(ref)
+    try:
+        return dict(json.loads(meta_path.read_text(encoding="utf-8")).get("arch_options") or {})
+    except (OSError, ValueError) as e:
+        raise HappysadError(f"{meta_path}: cannot read meta.json ({e})") from None
 
 
 def _init_weights(net, cfg: TrainConfig, verbose: bool) -> None:
@@ -471,7 +485,8 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
     augment_on = tf.Variable(cfg.augment_warmup == 0, trainable=False, name="augment_on")
     train_ds, val_ds = dataset(by_split["train"], True), dataset(by_split["val"], False)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), len(classes))
+        net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), len(classes),
+                           width=cfg.width)
         if cfg.init_from:
             _init_weights(net, cfg, cfg.verbose and chief)
         if len(classes) == 2:
