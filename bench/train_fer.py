@@ -47,35 +47,49 @@ def training_command(task: str, run: Path) -> str:
     return " ".join(cmd + ["--install"])
 
 
-def install(args, task: dict, run: Path, summary: dict) -> None:
-    """Copy the best weights and meta.json (with a model card) into the package as a built-in model."""
-    dest = ROOT / "src" / "happysad" / "builtin" / task["name"]
-    dest.mkdir(parents=True, exist_ok=True)
+CARD_KEYS = ("val_accuracy", "val_accuracy_tta", "n", "per_class", "confusion", "epochs", "train_wall_s",
+             "train_images_per_s")
+
+
+def summarize(task_key: str, run: Path, **facts) -> dict:
+    """Evaluate a run on FER PublicTest, plain and with flip TTA (what the model card reports)."""
+    from happysad import evaluate
+
+    classes = TASKS[task_key]["classes"]
+    plain = evaluate.evaluate(FER / "validation", run, classes)
+    tta = evaluate.evaluate(FER / "validation", run, classes, tta=True)
+    return {"task": task_key, "run": str(run), **facts, "val_accuracy": plain["accuracy"],
+            "val_accuracy_tta": tta["accuracy"], "n": plain["n"], "per_class": plain["per_class"],
+            "confusion": plain["confusion"]}
+
+
+def ship(task_key: str, run: Path, summary: dict, command: str, **card) -> Path:
+    """Copy a run's weights and meta.json (with a model card) into the package as a built-in model."""
     import keras
 
-    from happysad import bundle
+    from happysad import bundle, faces
 
+    name = TASKS[task_key]["name"]
+    dest = ROOT / "src" / "happysad" / "builtin" / name
+    dest.mkdir(parents=True, exist_ok=True)
     # Re-saved without the optimizer state: a third of the size, and inference needs nothing else.
     bundle.save_keras(keras.models.load_model(run / "weights" / "best.keras", compile=False), dest / "model.keras")
     meta = json.loads((run / "meta.json").read_text())
-    meta["name"] = task["name"]
+    meta["name"] = name
     # A face model: predict finds and crops faces first, framed like FER2013 (bench/faces_framing.py).
-    from happysad import faces
-
     meta["faces"] = faces.settings()
     meta["model_card"] = {
         "data": "FER2013 train (fitting) and PublicTest = ../shared/datasets/fer2013/validation "
                 "(model selection and reporting), 48x48 gray faces",
-        "command": training_command(args.task, run),
-        **{k: summary[k] for k in ("val_accuracy", "val_accuracy_tta", "n", "per_class", "confusion",
-                                   "epochs", "train_wall_s", "train_images_per_s")},
+        "command": command, **card, **{k: summary[k] for k in CARD_KEYS},
     }
     meta["train"].pop("data", None)  # a path on the training machine means nothing to users
     meta["train"].pop("val_data", None)
     (dest / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.copy(run / "confusion_matrix.png", ROOT / "docs" / f"{task['name']}-confusion.png")
-    shutil.copy(run / "curves.png", ROOT / "docs" / f"{task['name']}-curves.png")
+    shutil.copy(run / "confusion_matrix.png", ROOT / "docs" / f"{name}-confusion.png")
+    shutil.copy(run / "curves.png", ROOT / "docs" / f"{name}-curves.png")
     print(f"installed {dest}")
+    return dest
 
 
 def main() -> int:
@@ -100,7 +114,7 @@ def main() -> int:
         print(f"{FER}: FER2013 class folders not found", file=sys.stderr)
         return 2
 
-    from happysad import evaluate, train
+    from happysad import train
 
     task = TASKS[args.task]
     if args.install_from:  # evaluate and ship a run trained earlier by this script
@@ -116,17 +130,11 @@ def main() -> int:
                           init_from=args.init_from, learning_rate=args.lr)
         run, wall, epochs = res.run_dir, time.perf_counter() - t0, res.metrics["epochs_run"]
         metrics = res.metrics
-    plain = evaluate.evaluate(FER / "validation", run, task["classes"])
-    tta = evaluate.evaluate(FER / "validation", run, task["classes"], tta=True)
-    summary = {
-        "task": args.task, "run": str(run), "epochs": epochs, "train_wall_s": round(wall),
-        "train_images_per_s": metrics["images_per_second"],
-        "val_accuracy": plain["accuracy"], "val_accuracy_tta": tta["accuracy"], "n": plain["n"],
-        "per_class": plain["per_class"], "confusion": plain["confusion"],
-    }
+    summary = summarize(args.task, run, epochs=epochs, train_wall_s=round(wall),
+                        train_images_per_s=metrics["images_per_second"])
     print(json.dumps(summary, indent=1))
     if args.install or args.install_from:
-        install(args, task, run, summary)
+        ship(args.task, run, summary, training_command(args.task, run))
     return 0
 
 
