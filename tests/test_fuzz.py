@@ -96,3 +96,17 @@ def _predictor(run_dir):
     if run_dir not in _cache:
         _cache[run_dir] = Predictor(run_dir)
     return _cache[run_dir]
+
+
+def test_damaged_multipage_header_is_corrupt_not_a_crash():
+    """Found by the fuzz test above on a fresh clone: a damaged TIFF whose next-page pointer leads to
+    garbage made Pillow's frame count raise TypeError before decoding began."""
+    buf = io.BytesIO()
+    Image.new("I;16", (1, 1)).save(buf, "TIFF")
+    junk = (b"\xffv\\\xcf@\xe5OaC^\xc1h\x07v=#`P\xfa\xd4\xbe\x9d\xffbE\x00\x894\xb5R)\xa9\xb2?\x01\xc77"
+            b"\x1c>\xa8[\xba\xd5\x19\xdbX\xf4\x1b|$\x03")
+    damaged = buf.getvalue()[:78] + junk
+    for call in (lambda: images.load_for_model(damaged, (32, 32), "grayscale"), lambda: images.probe(damaged)):
+        with pytest.raises(images.ImageError) as err:
+            call()
+        assert err.value.reason == "corrupt"

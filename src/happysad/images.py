@@ -147,6 +147,14 @@ def _open_checked(src: Source, allowed_formats: tuple[str, ...] | None, max_pixe
     return img, name, fmt
 
 
+def _frame_count(img: Image.Image, name: str) -> int:
+    # Counting frames walks a multi-page file (TIFF, GIF), so a damaged one can fail here already.
+    try:
+        return int(getattr(img, "n_frames", 1) or 1)
+    except Exception as e:
+        raise ImageError(name, "corrupt", f"image data is corrupt or truncated ({e})") from None
+
+
 def decode(
     src: Source,
     mode: str = "RGB",
@@ -162,7 +170,7 @@ def decode(
     """
     img, name, fmt = _open_checked(src, allowed_formats, max_pixels)
     w, h = img.size
-    frames = int(getattr(img, "n_frames", 1) or 1)
+    frames = _frame_count(img, name)
     try:
         if frames > 1:
             img.seek(0)
@@ -196,7 +204,7 @@ def probe(src: Source, *, allowed_formats: tuple[str, ...] | None = ALLOWED_FORM
         orientation = 1
     if orientation in (5, 6, 7, 8):  # the transposing and 90-degree rotations
         w, h = h, w
-    return ImageInfo(fmt, w, h, img.mode, int(getattr(img, "n_frames", 1) or 1))
+    return ImageInfo(fmt, w, h, img.mode, _frame_count(img, name))
 
 
 def load_for_model(src: Source, size: tuple[int, int], color_mode: str = "rgb") -> np.ndarray:
