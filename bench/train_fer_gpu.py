@@ -1,6 +1,8 @@
 """Train the built-in FER2013 models on a GPU: longer and wider than a 2-core CPU allows.
 
-    KERAS_BACKEND=torch python bench/train_fer_gpu.py --width 96 --out runs/fer-gpu/w96   # on the GPU machine
+    python bench/train_fer_gpu.py --pack .gpu/fer.tar.xz                                 # here: data to carry
+    KERAS_BACKEND=torch python bench/train_fer_gpu.py --fer .gpu/fer.tar.xz --width 96 --out runs/fer-gpu/w96
+                                                                                         # on the GPU machine
     python bench/train_fer_gpu.py --install-from runs/fer-gpu/w96 --task emotion7        # here, to ship it
 
 Runs where TensorFlow is absent: Keras 3 on PyTorch (``KERAS_BACKEND=torch``; the GPU machines lent to
@@ -59,7 +61,7 @@ def load_fer(fer: Path, cache: Path) -> dict[str, np.ndarray]:
     out = {}
     for part in ("train", "validation"):
         files = [(f, i) for i, c in enumerate(EMOTIONS) for f in sorted((fer / part / c).iterdir())]
-        with ThreadPoolExecutor(16) as pool:
+        with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
             xs = list(pool.map(lambda fi: images.load_for_model(fi[0], (48, 48), "grayscale"), files))
         out[f"x_{part}"] = np.stack(xs).astype(np.uint8)
         out[f"y_{part}"] = np.array([i for _, i in files], np.int32)
@@ -278,6 +280,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/fer-gpu"))
     ap.add_argument("--log", type=Path, help="JSON-lines log (default: OUT/log.jsonl)")
     ap.add_argument("--prepare", action="store_true", help="only decode FER2013 into --cache, then stop")
+    ap.add_argument("--pack", type=Path, metavar="FILE.tar.xz",
+                    help="write the --fer folder as one .tar.xz (44 MiB) to carry to a GPU machine, then stop")
     ap.add_argument("--tag", default="run")
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--dropout", type=float, default=0.4)
@@ -299,6 +303,11 @@ def main() -> int:
                     help="ship RUN's model as a built-in one (run here, with TensorFlow)")
     ap.add_argument("--task", choices=["emotion7", "happy-sad"], help="with --install-from: which phase")
     args = ap.parse_args()
+    if args.pack:
+        with tarfile.open(args.pack, "w:xz", preset=9) as tar:
+            tar.add(args.fer, arcname="fer2013")
+        print(f"wrote {args.pack} ({args.pack.stat().st_size / 2**20:.1f} MiB)")
+        return 0
     if args.install_from:
         if not args.task:
             ap.error("--install-from needs --task emotion7 or --task happy-sad")
