@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 HAPPY_SAD = ["happy", "sad"]
+FER_DEFAULT = ROOT.parent / "shared" / "datasets" / "fer2013"
 
 
 def load_fer(fer: Path, cache: Path) -> dict[str, np.ndarray]:
@@ -275,7 +276,7 @@ def install(run_dir: Path, task: str, log_path: Path | None) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fer", type=Path, default=ROOT.parent / "shared" / "datasets" / "fer2013")
+    ap.add_argument("--fer", type=Path, default=FER_DEFAULT)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/fer48.npz"))
     ap.add_argument("--out", type=Path, default=Path("runs/fer-gpu"))
     ap.add_argument("--log", type=Path, help="JSON-lines log (default: OUT/log.jsonl)")
