@@ -134,17 +134,6 @@ def build(n_classes, args, seed):
     return net, keras.Model(inp, net(aug(inp)))
 
 
-def copy_weights(dst, src):
-    """Layer by layer wherever type and shapes agree (as train --init-from): all but a new head."""
-    copied = 0
-    for d, s in zip(dst.layers, src.layers):
-        dw, sw = d.get_weights(), s.get_weights()
-        if dw and type(d) is type(s) and [w.shape for w in dw] == [w.shape for w in sw]:
-            d.set_weights(sw)
-            copied += 1
-    return copied
-
-
 def emit(args, **record):
     """One JSON line to the shared log (appends of one short line do not interleave) and stdout."""
     line = json.dumps({"tag": args.tag, **record})
@@ -218,9 +207,10 @@ def command(setup: dict, phase: str) -> str:
            "--epochs", str(epochs["emotion7"])]
     if phase == "happy-sad":
         cmd += ["--finetune-epochs", str(epochs["happy-sad"])]
-    defaults = {"dropout": "0.4", "batch_size": "128", "lr": "0.05", "finetune_lr": "0.01", "seed": "0",
-                "weight_decay": "0.0005", "label_smoothing": "0.05", "warmup": "3", "policy": "mixed_bfloat16"}
-    cmd += [f"--{k.replace('_', '-')} {o[k]}" for k, v in defaults.items() if o[k] != v]
+    ap = parser()  # options the run left at their defaults are left out
+    recipe = ("dropout", "batch_size", "lr", "finetune_lr", "seed", "weight_decay", "label_smoothing", "warmup",
+              "policy")
+    cmd += [f"--{k.replace('_', '-')} {o[k]}" for k in recipe if o[k] != str(ap.get_default(k))]
     return " ".join(cmd)
 
 
@@ -274,7 +264,7 @@ def install(run_dir: Path, task: str, log_path: Path | None) -> int:
     return 0
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fer", type=Path, default=FER_DEFAULT)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/fer48.npz"))
@@ -303,6 +293,11 @@ def main() -> int:
     ap.add_argument("--install-from", type=Path, metavar="RUN",
                     help="ship RUN's model as a built-in one (run here, with TensorFlow)")
     ap.add_argument("--task", choices=["emotion7", "happy-sad"], help="with --install-from: which phase")
+    return ap
+
+
+def main() -> int:
+    ap = parser()
     args = ap.parse_args()
     if args.pack:
         with tarfile.open(args.pack, "w:xz", preset=9) as tar:
@@ -358,7 +353,9 @@ def main() -> int:
     xtr2, ytr2 = select(xtr, ytr, HAPPY_SAD)
     xva2, yva2 = select(xva, yva, HAPPY_SAD)
     net2, wrap2 = build(2, args, args.seed + 1)
-    copied = copy_weights(net2, net7)
+    from happysad import model
+
+    copied, _ = model.copy_matching_weights(net2, net7)
     rows = fit_phase("happy-sad", net2, wrap2, xtr2, ytr2, xva2, yva2, 2, args, args.finetune_lr,
                      args.finetune_budget, args.finetune_epochs)
     wall = time.perf_counter() - t2

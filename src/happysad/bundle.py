@@ -171,17 +171,22 @@ def resolve(ref: str | os.PathLike) -> tuple[Path, Path]:
     raise HappysadError(f"{ref}: no such model file or run folder")
 
 
+def read_meta(meta_path: Path) -> dict:
+    """A model's meta.json, read and checked (the model itself is not loaded)."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise HappysadError(f"{meta_path}: cannot read meta.json ({e})") from None
+    return check_meta(meta, str(meta_path))
+
+
 def load(ref: str | os.PathLike) -> Bundle:
     """Load a model by run folder, ``.keras`` path or built-in name (Keras safe_mode on). An exported
     ``.onnx`` / ``.tflite`` file loads as a runtime adapter with the same ``predict_on_batch``."""
     import keras
 
     model_path, meta_path = resolve(ref)
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise HappysadError(f"{meta_path}: cannot read meta.json ({e})") from None
-    check_meta(meta, str(meta_path))
+    meta = read_meta(meta_path)
     from .runtime import RUNTIME_SUFFIXES, load_runtime
 
     if model_path.suffix.lower() in RUNTIME_SUFFIXES:

@@ -90,6 +90,22 @@ def default(input_shape: tuple[int, int, int], n_classes: int, width: int = 32, 
 ARCHS: dict[str, Callable] = {"seed": seed, "default": default}
 
 
+def copy_matching_weights(dst, src) -> tuple[int, int]:
+    """Copy ``src``'s weights into ``dst`` layer by layer wherever type and shapes agree (fine-tuning:
+    everything but a head with another number of classes). Returns (layers copied, layers left)."""
+    copied = skipped = 0
+    for d, s in zip(dst.layers, src.layers):
+        dw, sw = d.get_weights(), s.get_weights()
+        if not dw:
+            continue
+        if type(d) is type(s) and [w.shape for w in dw] == [w.shape for w in sw]:
+            d.set_weights(sw)
+            copied += 1
+        else:
+            skipped += 1
+    return copied, skipped
+
+
 def check_arch(arch: str, width: int | None = None) -> None:
     """Fail early, with what to do, on an unknown architecture or a width it cannot take."""
     if arch not in ARCHS:

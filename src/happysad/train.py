@@ -321,11 +321,7 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
 
 def _source_options(ref: str) -> dict:
     """The architecture options (meta.json ``arch_options``, e.g. width) of an --init-from model."""
-    _, meta_path = bundle.resolve(ref)
-    try:
-        return dict(json.loads(meta_path.read_text(encoding="utf-8")).get("arch_options") or {})
-    except (OSError, ValueError) as e:
-        raise HappysadError(f"{meta_path}: cannot read meta.json ({e})") from None
+    return dict(bundle.read_meta(bundle.resolve(ref)[1]).get("arch_options") or {})
 
 
 def _init_weights(net, cfg: TrainConfig, verbose: bool) -> None:
@@ -338,16 +334,7 @@ def _init_weights(net, cfg: TrainConfig, verbose: bool) -> None:
     if src.meta.get("arch") != cfg.arch or have != want:
         raise UsageError(f"--init-from {cfg.init_from}: arch {src.meta.get('arch')} with input {have} does not "
                          f"match this run's arch {cfg.arch} with input {want}")
-    copied = skipped = 0
-    for dst, org in zip(net.layers, src.model.layers):
-        dw, sw = dst.get_weights(), org.get_weights()
-        if not dw:
-            continue
-        if type(dst) is type(org) and [w.shape for w in dw] == [w.shape for w in sw]:
-            dst.set_weights(sw)
-            copied += 1
-        else:
-            skipped += 1
+    copied, skipped = models.copy_matching_weights(net, src.model)
     if copied == 0:
         raise UsageError(f"--init-from {cfg.init_from}: no layer matches this architecture")
     _log(f"init from {cfg.init_from}: {copied} layer(s) copied, {skipped} left new (the head)", verbose)
