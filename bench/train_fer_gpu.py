@@ -16,9 +16,10 @@ TensorFlow-based package unchanged. Two phases in one process:
    smoothing, bf16 mixed precision on the GPU;
 2. happy vs sad fine-tuned from phase 1 (every layer but the head copied, as ``train --init-from``).
 
-A phase may get a wall-clock budget (``--budget``): after its second epoch the script measures the
-epoch time and cuts the epoch count so that the phase ends in time, and the cosine schedule follows
-the cut count (the warm-up epochs come first, so a budgeted run equals one given the cut ``--epochs``). Trains
+A phase may get a wall-clock budget (``--budget``): from its second epoch on, the script measures the
+epoch time (mean of the last three) and cuts the epoch count whenever the rest would not fit, and the
+cosine schedule follows the cut count. A run cut once, after epoch 2, equals one given the cut
+``--epochs``; a later cut (other jobs slowed the GPU down) shortens the tail of the cosine. Trains
 on FER2013 train only; PublicTest (``validation``) is only evaluated, once per epoch, for the log. The
 model saved is the last epoch's, not the best one, so no epoch is picked on the validation set.
 Writes ``emotion7.keras`` and ``happy-sad.keras`` to ``--out`` and appends one JSON line per event
@@ -82,19 +83,40 @@ def targets(y, n):
     return y.astype("float32")[:, None] if n == 2 else np.eye(n, dtype="float32")[y]
 
 
-def batched_augmenter():
+def batched_augmenter(seed: int = 0):
     """happysad's augmentation (data.augmenter: flip, shift 8 %, rotate 14 deg, zoom 10 %, brightness
-    15 %, contrast 20 %) as one batched warp with torch's grid_sample. Keras's own image layers warp
-    the images of a batch one at a time on the torch backend, which held an H100 to ~300 images/s."""
+    15 %, contrast 20 %) as one affine warp per batch: with torch's grid_sample on the torch backend,
+    with keras.ops.image.affine_transform elsewhere (JAX compiles it into the train step). Keras's own
+    image layers warp the images of a batch one at a time on the torch backend, which held an H100 to
+    ~300 images/s."""
     import keras
+    from keras import ops
+
+    torch_backend = keras.backend.backend() == "torch"
 
     class BatchedAugment(keras.layers.Layer):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.gen = None if torch_backend else keras.random.SeedGenerator(seed)
+
         def compute_output_shape(self, shape):
             return shape
 
         def call(self, x, training=False):
             if not training:
                 return x
+            return self._torch(x) if torch_backend else self._ops(x)
+
+        @staticmethod
+        def _jitter(img, u, axes):
+            """Brightness then contrast, per image; ``axes`` are the spatial ones."""
+            n = ops.shape(img)[0]
+            img = img + ops.reshape(u(-0.15, 0.15) * 255, (n, 1, 1, 1))
+            mean = ops.mean(img, axis=axes, keepdims=True)
+            img = (img - mean) * ops.reshape(u(0.8, 1.2), (n, 1, 1, 1)) + mean
+            return ops.clip(img, 0, 255)
+
+        def _torch(self, x):
             import torch
             import torch.nn.functional as F
 
@@ -111,10 +133,29 @@ def batched_augmenter():
                                  torch.stack([sin * flip, cos, u(-0.16, 0.16)], 1)], 1)
             grid = F.affine_grid(theta, list(img.shape), align_corners=False)
             img = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            img = img + (u(-0.15, 0.15) * 255).view(n, 1, 1, 1)
-            mean = img.mean((2, 3), keepdim=True)
-            img = (img - mean) * u(0.8, 1.2).view(n, 1, 1, 1) + mean
-            return img.clamp(0, 255).permute(0, 2, 3, 1)
+            return self._jitter(img, u, (2, 3)).permute(0, 2, 3, 1)
+
+        def _ops(self, x):
+            n = ops.shape(x)[0]
+            h, w = x.shape[1], x.shape[2]
+
+            def u(lo, hi):
+                return keras.random.uniform((n,), lo, hi, seed=self.gen)
+
+            angle, zoom = u(-0.04, 0.04) * 2 * math.pi, 1 + u(-0.1, 0.1)
+            flip = ops.where(u(0, 1) < 0.5, -1.0, 1.0)
+            cos, sin = ops.cos(angle) * zoom, ops.sin(angle) * zoom
+            # Output pixel (col, row) samples the input at A @ (col - cx, row - cy) + (cx + tx, cy + ty):
+            # the same map as the torch branch, written as the projective transform Keras expects.
+            cx, cy = (w - 1) / 2, (h - 1) / 2
+            tx, ty = u(-0.08, 0.08) * w, u(-0.08, 0.08) * h
+            a0, a1, b0, b1 = cos * flip, -sin, sin * flip, cos
+            zero = ops.zeros_like(a0)
+            t = ops.stack([a0, a1, cx + tx - a0 * cx - a1 * cy,
+                           b0, b1, cy + ty - b0 * cx - b1 * cy, zero, zero], axis=1)
+            img = ops.image.affine_transform(ops.cast(x, "float32"), t, interpolation="bilinear",
+                                             fill_mode="nearest", data_format="channels_last")
+            return self._jitter(img, u, (1, 2))
 
     return BatchedAugment(name="augment")
 
@@ -124,12 +165,12 @@ def build(n_classes, args, seed):
     the augmenter in front (float32: pixel arithmetic stays exact)."""
     import keras
 
-    from happysad import data, model
+    from happysad import model
 
     keras.config.set_dtype_policy(args.policy)
     net = model.default((48, 48, 1), n_classes, width=args.width, dropout=args.dropout)
     keras.config.set_dtype_policy("float32")
-    aug = batched_augmenter() if keras.backend.backend() == "torch" else data.augmenter(seed)
+    aug = batched_augmenter(seed)
     inp = keras.Input((48, 48, 1))
     return net, keras.Model(inp, net(aug(inp)))
 
@@ -149,9 +190,9 @@ def fit_phase(name, net, wrapper, xtr, ytr, xva, yva, n, args, lr, budget_s, epo
     loss = (keras.losses.BinaryCrossentropy(label_smoothing=args.label_smoothing) if n == 2
             else keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing))
     opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
-    wrapper.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
+    wrapper.compile(optimizer=opt, loss=loss, metrics=["accuracy"], steps_per_execution=args.steps_per_execution)
     plan = {"epochs": epochs}
-    rows = []
+    rows, times = [], []
     t_start = time.perf_counter()
 
     class Schedule(keras.callbacks.Callback):
@@ -164,9 +205,14 @@ def fit_phase(name, net, wrapper, xtr, ytr, xva, yva, n, args, lr, budget_s, epo
 
         def on_epoch_end(self, epoch, logs=None):
             dt = time.perf_counter() - self.t0
-            if epoch == 1 and math.isfinite(budget_s):  # epoch 0 includes start-up; epoch 1 is representative
+            times.append(dt)
+            if epoch >= 1 and math.isfinite(budget_s):  # epoch 0 includes start-up (and compiling)
                 left = budget_s - (time.perf_counter() - t_start)
-                plan["epochs"] = min(plan["epochs"], 2 + max(1, int(left / dt)))
+                recent = sum(times[-3:][-epoch:]) / len(times[-3:][-epoch:])
+                fit = epoch + 1 + int(left / recent)
+                if fit < plan["epochs"]:
+                    plan["epochs"] = max(fit, epoch + 2)
+                    emit(args, phase=name, event="cut", after_epoch=epoch + 1, epochs=plan["epochs"])
             row = {"epoch": epoch + 1, "seconds": round(dt, 2),
                    "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                    **{k: round(float(v), 4) for k, v in (logs or {}).items()}}
@@ -203,14 +249,14 @@ def accuracy(net, x, y, n):
 def command(setup: dict, phase: str) -> str:
     """The command that retrains a run, from its logged options (epochs as the run ended up with)."""
     o, epochs = setup["options"], setup["epochs_run"]
-    cmd = ["KERAS_BACKEND=torch python bench/train_fer_gpu.py", "--width", o["width"],
+    cmd = [f"KERAS_BACKEND={setup['backend']} python bench/train_fer_gpu.py", "--width", o["width"],
            "--epochs", str(epochs["emotion7"])]
     if phase == "happy-sad":
         cmd += ["--finetune-epochs", str(epochs["happy-sad"])]
     ap = parser()  # options the run left at their defaults are left out
     recipe = ("dropout", "batch_size", "lr", "finetune_lr", "seed", "weight_decay", "label_smoothing", "warmup",
-              "policy")
-    cmd += [f"--{k.replace('_', '-')} {o[k]}" for k in recipe if o[k] != str(ap.get_default(k))]
+              "policy", "steps_per_execution")
+    cmd += [f"--{k.replace('_', '-')} {o[k]}" for k in recipe if o.get(k, str(ap.get_default(k))) != str(ap.get_default(k))]
     return " ".join(cmd)
 
 
@@ -236,7 +282,8 @@ def install(run_dir: Path, task: str, log_path: Path | None) -> int:
     run = run_dir / task
     (run / "weights").mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dir / f"{task}.keras", run / "weights" / "best.keras")
-    trained_with = (f"Keras {setup['keras']} on PyTorch {setup.get('torch', '?')}, {o['policy']}, "
+    engine = f"PyTorch {setup['torch']}" if setup["backend"] == "torch" else f"JAX {setup['jax']}"
+    trained_with = (f"Keras {setup['keras']} on {engine}, {o['policy']}, "
                     f"{', '.join(setup['devices'])}")
     train = {"recipe": "bench/train_fer_gpu.py", "arch": "default", "img_size": 48, "grayscale": True,
              "epochs": done[task]["epochs"], "batch_size": int(o["batch_size"]), "seed": int(o["seed"]),
@@ -287,6 +334,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--budget", type=float, default=float("inf"),
                     help="seconds for the 7-emotion phase (fewer epochs if they would not fit)")
     ap.add_argument("--finetune-budget", type=float, default=float("inf"))
+    ap.add_argument("--steps-per-execution", type=int, default=1,
+                    help="train steps per compiled call (JAX: fewer trips back to Python)")
     ap.add_argument("--policy", default="mixed_bfloat16", help="Keras dtype policy while training")
     ap.add_argument("--limit", type=int, default=0, help="use only this many training images (smoke test)")
     ap.add_argument("--seed", type=int, default=0)
