@@ -335,7 +335,7 @@ def parser() -> argparse.ArgumentParser:
                     help="seconds for the 7-emotion phase (fewer epochs if they would not fit)")
     ap.add_argument("--finetune-budget", type=float, default=float("inf"))
     ap.add_argument("--steps-per-execution", type=int, default=1,
-                    help="train steps per compiled call (JAX: fewer trips back to Python)")
+                    help="train steps per compiled call (JAX: fewer trips back to Python; PyTorch takes only 1)")
     ap.add_argument("--policy", default="mixed_bfloat16", help="Keras dtype policy while training")
     ap.add_argument("--limit", type=int, default=0, help="use only this many training images (smoke test)")
     ap.add_argument("--seed", type=int, default=0)
