@@ -23,6 +23,17 @@ DATA = ROOT.parent / "shared" / "datasets" / "web_happy_sad"
 LABELS = Path(__file__).with_name("web_happy_sad_faces.csv")
 
 
+def by_face_side(results: list[dict], ok: list[bool]) -> dict:
+    """Accuracy where a face was found, by the pixel side of the image's largest face: "lo-hi": [right, n]."""
+    buckets = {(0, 40): [0, 0], (40, 80): [0, 0], (80, 160): [0, 0], (160, 1 << 30): [0, 0]}
+    for r, good in zip((r for r in results if "error" not in r), ok):
+        if r.get("face_found"):
+            side = max(f["box"][2] for f in r["faces"])
+            b = next(v for (lo, hi), v in buckets.items() if lo <= side < hi)
+            b[0], b[1] = b[0] + good, b[1] + 1
+    return {f"{lo}-{hi if hi < 1 << 30 else ''}": v for (lo, hi), v in buckets.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="fer-happy-sad")
@@ -60,6 +71,7 @@ def main() -> int:
             pos = [r for r in rows if r["visible_face"] == "1"]
             out[key]["recall_on_hand_labelled"] = round(
                 sum(by_path[r["path"]].get("face_found", False) for r in pos) / len(pos), 4)
+            out[key]["accuracy_by_largest_face_side"] = by_face_side(results, ok)
         print(f"{key}: {json.dumps(out[key])}", flush=True)
     majority = max(labels.count(c) for c in set(labels)) / len(labels)
     print(f"majority class share: {majority:.4f}")
