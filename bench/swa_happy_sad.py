@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import train_fer  # noqa: E402  (the model-card evaluation on PublicTest)
 import train_fer_gpu as gpu  # noqa: E402  (FER loading, task selection, the batched augmentation)
 
 
@@ -60,7 +61,7 @@ def main() -> int:
 
     import keras
 
-    from happysad import bundle, evaluate
+    from happysad import bundle
 
     keras.utils.set_random_seed(args.seed)
     d = gpu.load_fer(args.fer, args.cache)
@@ -74,16 +75,15 @@ def main() -> int:
                                                    weight_decay=args.weight_decay),
                     loss=keras.losses.BinaryCrossentropy(label_smoothing=args.label_smoothing))
     args.out.mkdir(parents=True, exist_ok=True)
-    log = open(args.out / "log.jsonl", "w")
+    log = args.out / "log.jsonl"
+    log.write_text("")
 
     def emit(**r):
         print(json.dumps(r), flush=True)
-        log.write(json.dumps(r) + "\n")
+        with open(log, "a") as f:
+            f.write(json.dumps(r) + "\n")
 
-    def val_acc(m):
-        return float((((m.predict(xv, batch_size=512, verbose=0)[:, 0]) >= 0.5) == yv).mean())
-
-    emit(event="start", model=args.model, val_accuracy=round(val_acc(net), 4), n_train=len(x),
+    emit(event="start", model=args.model, val_accuracy=round(gpu.accuracy(net, xv, yv, 2), 4), n_train=len(x),
          **{k: v for k, v in vars(args).items() if k in ("epochs", "lr", "batch_size", "seed")})
     avg, t0 = None, time.perf_counter()
     for epoch in range(1, args.epochs + 1):
@@ -92,7 +92,7 @@ def main() -> int:
         w = [np.array(v) for v in net.get_weights()]
         avg = w if avg is None else [a + (b - a) / epoch for a, b in zip(avg, w)]
         emit(epoch=epoch, seconds=round(time.perf_counter() - te, 1), loss=round(h.history["loss"][0], 4),
-             val_accuracy_this_epoch=round(val_acc(net), 4))
+             val_accuracy_this_epoch=round(gpu.accuracy(net, xv, yv, 2), 4))
     net.set_weights(avg)
     recompute_batchnorm(net, x)
     train_s = time.perf_counter() - t0
@@ -101,10 +101,9 @@ def main() -> int:
     meta["train"] = {**meta.get("train", {}), "swa": {"from": args.model, "epochs": args.epochs, "lr": args.lr}}
     meta.pop("model_card", None)
     bundle.write_json(args.out / "meta.json", meta)
-    plain = evaluate.evaluate(gpu.FER_DEFAULT / "validation", args.out, gpu.HAPPY_SAD)
-    tta = evaluate.evaluate(gpu.FER_DEFAULT / "validation", args.out, gpu.HAPPY_SAD, tta=True)
+    card = train_fer.summarize("happy-sad", args.out)
     emit(event="done", train_s=round(train_s), images_per_s=round(len(x) * args.epochs / train_s),
-         val_accuracy=plain["accuracy"], val_accuracy_tta=tta["accuracy"], confusion=plain["confusion"])
+         **{k: card[k] for k in ("val_accuracy", "val_accuracy_tta", "confusion")})
     return 0
 
 
