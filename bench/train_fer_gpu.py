@@ -208,10 +208,10 @@ def fit_phase(name, net, wrapper, xtr, ytr, xva, yva, n, args, lr, budget_s, epo
             times.append(dt)
             if epoch >= 1 and math.isfinite(budget_s):  # epoch 0 includes start-up (and compiling)
                 left = budget_s - (time.perf_counter() - t_start)
-                recent = sum(times[-3:][-epoch:]) / len(times[-3:][-epoch:])
+                recent = np.mean(times[max(1, epoch - 2):])  # up to the last three, never epoch 0
                 fit = epoch + 1 + int(left / recent)
                 if fit < plan["epochs"]:
-                    plan["epochs"] = max(fit, epoch + 2)
+                    plan["epochs"] = max(fit, epoch + 1)  # over budget: this epoch is the last
                     emit(args, phase=name, event="cut", after_epoch=epoch + 1, epochs=plan["epochs"])
             row = {"epoch": epoch + 1, "seconds": round(dt, 2),
                    "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
