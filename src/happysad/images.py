@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -23,6 +24,9 @@ from .errors import HappysadError
 # Defaults, in one place.
 ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "MPO")
 MAX_PIXELS = 50_000_000  # about 7000 x 7000; larger files are treated as decompression bombs
+# A 50-megapixel (MAX_PIXELS) 8-bit RGB BMP or TIFF is 150 MB; anything bigger is not a photo we can use,
+# and reading it whole could eat the memory (a link to /dev/zero never ends).
+MAX_FILE_BYTES = 256 * 2**20
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 Source = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
@@ -43,6 +47,8 @@ REASONS = {
     "format_not_allowed": "image format not allowed",
     "too_many_pixels": "too many pixels (decompression bomb guard)",
     "corrupt": "image data is corrupt or truncated",
+    "not_a_file": "not a regular file (named pipe, device, socket)",
+    "too_large": "file is larger than the image size limit",
 }
 
 
@@ -57,8 +63,77 @@ class ImageInfo:
     frames: int
 
 
+def shown(path: str | os.PathLike) -> str:
+    """A path as printable text: bytes that are not UTF-8 (a name from a foreign file system) appear as
+    ``\\xff`` escapes instead of making print or json fail. For messages only, never to open the file."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _name(src: Source) -> str:
-    return os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else "<image>"
+    return shown(src) if isinstance(src, (str, os.PathLike)) else "<image>"
+
+
+def _kind(mode: int) -> str:
+    for test, word in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
+def regular_file_problem(path: str | os.PathLike) -> tuple[str, str] | None:
+    """(reason, detail) when ``path`` (links followed) is not a regular file, else None. Never opens it:
+    opening a FIFO for reading blocks until a writer comes."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if os.path.islink(path):
+            return "unreadable", f"broken link ({e.strerror or e})"
+        return "unreadable", f"cannot read file ({e.strerror or e})"
+    if stat.S_ISDIR(st.st_mode):
+        return "unreadable", "is a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not_a_file", f"{_kind(st.st_mode)}, not an image file"
+    return None
+
+
+def read_file(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file, at most ``max_bytes`` (default :data:`MAX_FILE_BYTES`): a FIFO, device
+    or socket (also behind a link) is refused before it is opened, and a file too large for an image is
+    refused before it is read. Raises :class:`ImageError` (``unreadable``, ``not_a_file``, ``too_large``)."""
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    name = _name(path)
+    problem = regular_file_problem(path)
+    if problem:
+        raise ImageError(name, *problem)
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    # O_NONBLOCK: if the file was swapped for a FIFO since the check, open returns at once.
+    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise ImageError(name, "unreadable", "is a folder, not a file") from None
+    except OSError as e:
+        raise ImageError(name, "unreadable", f"cannot read file ({e.strerror or e})") from None
+    with open(fd, "rb", closefd=True) as f:
+        try:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):  # swapped between the check and the open
+                raise ImageError(name, "not_a_file", f"{_kind(st.st_mode)}, not an image file")
+            if st.st_size > max_bytes:
+                raise ImageError(name, "too_large", f"{st.st_size:,} bytes is over the limit of "
+                                 f"{max_bytes:,} bytes for an image file")
+            # The size it has now (a read buffer of max_bytes for every file would be wasteful), then
+            # on up to the limit if it grew meanwhile (or is a /proc-like file that says 0 bytes).
+            want = st.st_size + 1
+            data = f.read(want)
+            if len(data) == want:
+                data += f.read(max_bytes + 1 - len(data))
+        except OSError as e:
+            raise ImageError(name, "unreadable", f"cannot read file ({e.strerror or e})") from None
+    if len(data) > max_bytes:
+        raise ImageError(name, "too_large", f"over the limit of {max_bytes:,} bytes for an image file")
+    return data
 
 
 def _sniff_text(head: bytes) -> str:
@@ -91,13 +166,7 @@ def _open(src: Source) -> tuple[Image.Image, str]:
     if isinstance(src, (bytes, bytearray)):
         data = bytes(src)
     else:
-        try:
-            with open(src, "rb") as f:
-                data = f.read()
-        except IsADirectoryError:
-            raise ImageError(name, "unreadable", "is a folder, not a file") from None
-        except OSError as e:
-            raise ImageError(name, "unreadable", f"cannot read file ({e.strerror or e})") from None
+        data = read_file(src)
     if not data:
         raise ImageError(name, "empty", REASONS["empty"])
     try:
@@ -227,16 +296,32 @@ def is_image_name(path: str | os.PathLike) -> bool:
     return os.fspath(path).lower().endswith(IMAGE_EXTENSIONS)
 
 
-def iter_files(root: str | os.PathLike, *, images_only: bool = False) -> list[Path]:
-    """Files below ``root``, sorted, skipping hidden files and folders and not following links to
-    folders (a link loop cannot hang the walk)."""
+def iter_files(root: str | os.PathLike, *, images_only: bool = False, on_skip=None) -> list[Path]:
+    """Regular files below ``root`` (links followed), sorted, skipping hidden files and folders and not
+    following links to folders (a link loop cannot hang the walk).
+
+    FIFOs, devices, sockets and folders that cannot be read are left out (reading a FIFO or /dev/zero
+    never ends); ``on_skip(path, reason, detail)`` is told about each one, so a caller can report it.
+    Broken links stay in the list: reading them fails with a clear message."""
     out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def folder_error(e: OSError):
+        if on_skip is not None:
+            on_skip(Path(e.filename if e.filename is not None else root), "unreadable",
+                    f"folder cannot be read ({e.strerror or e}); its files were not checked")
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=folder_error):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in sorted(filenames):
             if fn.startswith("."):
                 continue
             if images_only and not is_image_name(fn):
                 continue
-            out.append(Path(dirpath) / fn)
+            p = Path(dirpath) / fn
+            problem = regular_file_problem(p)
+            if problem and problem[0] == "not_a_file":
+                if on_skip is not None:
+                    on_skip(p, *problem)
+                continue
+            out.append(p)
     return out
