@@ -223,7 +223,8 @@ def test_a_manifest_line_without_its_path_is_reported_and_the_rest_restored(tmp_
 
     res = clean.restore(data)
     assert sorted(res["restored"]) == ["sad/page0.jpg", "sad/page1.jpg", "sad/page2.jpg"]
-    assert [(p["path"], p["line"]) for p in res["problems"]] == [("sad/page9.jpg", 2), (f"{q / clean.MANIFEST} line 3", 3)]
+    assert [(p["path"], p["line"]) for p in res["problems"]] == [("sad/page9.jpg", 2),
+                                                                 (f"{q / clean.MANIFEST} line 3", 3)]
     assert 'no "quarantined" path' in res["problems"][0]["error"]
     assert (q / clean.MANIFEST).read_text().splitlines() == lines[1:3]  # only what is still unrestored
 
