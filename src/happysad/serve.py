@@ -105,11 +105,9 @@ class Batcher:
     def warm_up(self) -> None:
         """Run a few batch sizes once, so that no user pays for tracing: after two sizes Keras traces the
         batch dimension as unknown, and every later size runs without retracing."""
-        h, w = self.predictor.bundle.image_size
-        c = 1 if self.predictor.bundle.color_mode == "grayscale" else 3
         n = 1
         while True:
-            self.predictor.predict_arrays(np.zeros((min(n, self.max_batch), h, w, c), np.float32))
+            self.predictor.predict_arrays(self.predictor.example_rows(min(n, self.max_batch)))
             if n >= self.max_batch:
                 break
             n *= 2
@@ -370,6 +368,7 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
         return {"name": model_name, "classes": bundle.classes,
                 "input": meta.get("input", {}), "output": meta.get("output"), "arch": meta.get("arch"),
                 "metrics": meta.get("metrics"), "versions": meta.get("versions"), "faces": predictor.faces,
+                "kind": meta.get("kind", "model"),
                 "limits": limits}
 
     def prepare(data: bytes):

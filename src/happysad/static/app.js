@@ -41,7 +41,8 @@ async function loadModel() {
     $("#model-info").textContent = parts.join(" · ");
     const l = model.limits || {};
     $("#limits").textContent = `Up to ${l.max_files} images and ${l.max_upload_mb} MB per upload. ` +
-      (model.faces ? "Each face is labelled." : "The whole image is classified (no face detector yet).");
+      (model.kind === "photo" ? "Each photo is judged from its faces and its whole scene; each face is labelled too."
+        : model.faces ? "Each face is labelled." : "The whole image is classified (no face detector yet).");
   } catch (e) {
     $("#model-info").textContent = "cannot reach the server";
   }
@@ -150,10 +151,17 @@ function showResult(r, file, timing, rtt) {
   regs.forEach((g) => drawBox(frame, g, r.width, r.height));
 
   const info = el("div", "info");
-  const head = el("h3", "label", regs.length ? regs[0].label : "no face found");
-  head.style.color = colorOf(regs.length ? regs[0].label : "");
+  // A photo model judges the whole photo (faces and scene together): its own label leads.
+  const photoModel = typeof r.decided_by === "string";
+  const headLabel = photoModel ? r.label : (regs.length ? regs[0].label : "no face found");
+  const head = el("h3", "label", headLabel);
+  head.style.color = colorOf(photoModel || regs.length ? headLabel : "");
   const what = Array.isArray(r.faces) ? `${regs.length} face${regs.length === 1 ? "" : "s"}` : "whole image classified";
   info.append(head, el("div", "name muted small", `${r.path} · ${r.width}×${r.height} · ${what}`));
+  if (photoModel) {
+    info.append(el("div", "decided small", `decided by the ${r.decided_by} branch`));
+    info.append(bars({ name: "photo", probabilities: r.probabilities }, true));
+  }
   regs.forEach((g) => info.append(bars(g, regs.length > 1 || Array.isArray(r.faces))));
   const t = el("div", "timing");
   t.textContent = `model ${r.ms} ms/image (batch of ${timing.batch}) · server ${timing.total_ms} ms · ` +

