@@ -197,7 +197,9 @@ def test_evaluate_faces_reports_found_share(face_patch, tmp_path):
     m = evaluate.evaluate(tmp_path, "fer-happy-sad", faces=True)
     assert m["faces"] is True and m["face_found"] == 2 and m["face_found_share"] == pytest.approx(2 / 3, abs=1e-3)
     assert m["n"] == 3 and m["per_class"]["happy"]["recall"] == 1.0
-    plain = evaluate.evaluate(tmp_path, "fer-happy-sad")
+    assert m["by_face"]["face_found"] == {"accuracy": 1.0, "n": 2} and m["by_face"]["no_face"]["n"] == 1
+    assert evaluate.evaluate(tmp_path, "fer-happy-sad")["face_found"] == 2  # a face model finds faces by default
+    plain = evaluate.evaluate(tmp_path, "fer-happy-sad", faces=False)
     assert "face_found_share" not in plain
 
 

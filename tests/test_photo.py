@@ -171,8 +171,8 @@ def test_evaluate_reports_accuracy_with_and_without_a_face(photo_model, photos):
     assert m["by_face"]["face_found"]["n"] + m["by_face"]["no_face"]["n"] == 28
     assert m["by_face"]["face_found"]["n"] == m["face_found"]
     assert sum(m["decided_by"].values()) == 28
-    off = evaluate(photos, photo_model.model_dir, faces=False)
-    assert off["face_found"] == 0 and off["by_face"]["no_face"]["n"] == 28
+    off = evaluate(photos, photo_model.model_dir, faces=False)  # the scene alone judges every photo
+    assert "by_face" not in off and off["decided_by"] == {"face": 0, "scene": 28}
 
 
 def test_cli_predict_json_and_train_photo_refuses_an_existing_folder(photo_model, photos, capsys):
@@ -206,3 +206,22 @@ def test_a_damaged_photo_model_fails_in_one_line(photo_model, tmp_path):
     (bad / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(HappysadError, match="sub-folder"):
         bundle.load(bad)
+
+
+def test_onnx_export_writes_every_member_and_predicts_the_same(photo_model, photos, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from happysad import export
+
+    out = export.export(photo_model.model_dir, "onnx", tmp_path / "onnx")
+    for member in ("face", "scene"):
+        assert (out / member / "model.onnx").is_file() and (out / member / "meta.json").is_file()
+    assert (out / "fusion.json").is_file() and json.loads((out / "meta.json").read_text())["kind"] == "photo"
+    paths = [str(p) for p in sorted((photos / "happy").iterdir())[:4]] + \
+        [str(p) for p in sorted((photos / "sad").iterdir())[:4]]
+    keras_r = Predictor(photo_model.model_dir).predict(paths)
+    onnx_r = Predictor(out).predict(paths)
+    for a, b in zip(keras_r, onnx_r):
+        assert a["label"] == b["label"] and a["decided_by"] == b["decided_by"]
+        assert a["probabilities"]["sad"] == pytest.approx(b["probabilities"]["sad"], abs=1e-3)
+    with pytest.raises(HappysadError, match="folder"):
+        export.export(photo_model.model_dir, "onnx", tmp_path / "one.onnx")

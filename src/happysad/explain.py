@@ -115,8 +115,8 @@ def _largest_face(img: Image.Image, b: Bundle, cfg: dict):
     from . import faces
 
     found = faces.detector(cfg.get("detector", faces.DETECTOR)).detect(img)
-    if not found:
-        return None
+    if not found or faces.is_face_crop(img, found, cfg.get("margin", faces.MARGIN)):
+        return None  # no face, or the image already is a face crop: explain it whole
     f = found[0]
     h, w = b.image_size
     crop = faces.crop(img, f, (4 * w, 4 * h), "RGB", **faces.crop_options(cfg))

@@ -132,7 +132,7 @@ class Predictor:
         mode = "L" if self.bundle.color_mode == "grayscale" else "RGB"
         found = self.detector.detect(img)[:MAX_FACES]
         if found:
-            x = faces.crops(img, found, (w, h), mode, **faces.crop_options(self.face_cfg))
+            x = faces.face_inputs(img, found, (w, h), mode, self.face_cfg)
         else:  # no face: the whole image, as without detection
             whole = img.convert(mode).resize((w, h), Image.BILINEAR)
             x = np.asarray(whole, np.uint8).reshape(1, h, w, -1)
@@ -244,8 +244,8 @@ class PhotoPredictor(Predictor):
         self.batch_size, self.tta = int(batch_size), tta
         self.workers = workers or min(8, (os.cpu_count() or 2) * 2)
         face_b, scene_b = self.bundle.members["face"], self.bundle.members["scene"]
-        self.face = Predictor(face_b, batch_size=batch_size, tta=tta, faces=False)
-        # the scene branch always averages the photo with its mirror image, as its head was trained
+        # both branches average each input with its mirror image, as the photo model was trained
+        self.face = Predictor(face_b, batch_size=batch_size, tta=True, faces=False)
         self.scene = Predictor(scene_b, batch_size=batch_size, tta=True, faces=False)
         self.fusion = self.bundle.extra["fusion"]
         self.face_cfg = face_settings(face_b.meta) or {}
@@ -262,7 +262,7 @@ class PhotoPredictor(Predictor):
     def branch_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, list]:
         """-> (scene probabilities, the faces' image-level probabilities or None, per-face probabilities,
         faces found) for one decoded photo."""
-        found = self.detector.detect(img)[:MAX_FACES] if self.faces else []
+        found = photo.find_faces(self.detector, img, MAX_FACES) if self.faces else []
         pixels = photo.scene_pixels(img, self.scene.bundle.image_size)[None].astype(np.float32)
         k = len(self.classes)
         per_face = np.zeros((0, k))
@@ -271,7 +271,7 @@ class PhotoPredictor(Predictor):
             if found:
                 h, w = self.face.bundle.image_size
                 mode = "L" if self.face.bundle.color_mode == "grayscale" else "RGB"
-                crops = face_tools.crops(img, found, (w, h), mode, **face_tools.crop_options(self.face_cfg))
+                crops = face_tools.face_inputs(img, found, (w, h), mode, self.face_cfg)
                 per_face = self.face.predict_arrays(crops)
         face = image_probabilities(per_face, [f.area * f.score for f in found]) if found else None
         return scene, face, per_face, found

