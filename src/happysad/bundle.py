@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,24 +97,154 @@ def make_meta(*, classes, img_size, color_mode, arch, **extra) -> dict:
     return meta
 
 
+MAX_SIDE = 4096             # px: the largest model input side meta.json may ask for (height and width)
+MAX_META_BYTES = 4 * 2**20  # a meta.json is a few KB; a bigger file is not one (and is not read whole)
+COLOR_CHANNELS = {"rgb": 3, "grayscale": 1}
+OUTPUTS = ("sigmoid", "softmax")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def _bad(where: str, field_: str, what: str, value) -> HappysadError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return HappysadError(f"{where}: meta.json {field_} must be {what}, not {shown}")
+
+
+def _check_faces(cfg, where: str) -> None:
+    """The optional ``faces`` entry of a face model: true, or the crop settings (faces.settings())."""
+    from . import faces
+
+    if cfg is None or isinstance(cfg, bool):
+        return
+    if not isinstance(cfg, dict):
+        raise _bad(where, "faces", "true or an object of crop settings", cfg)
+    det = cfg.get("detector", faces.DETECTOR)
+    if not isinstance(det, str) or not det or any(k not in faces.MODELS for k in det.split("+")):
+        raise _bad(where, "faces.detector", f"one of {', '.join([*faces.MODELS, 'short+full'])}", det)
+    for key, lo, hi in (("margin", 0.0, 1.0), ("raise", -1.0, 1.0)):
+        if key in cfg and not (_is_number(cfg[key]) and lo <= cfg[key] <= hi):
+            raise _bad(where, f"faces.{key}", f"a number from {lo:g} to {hi:g}", cfg[key])
+    if "align" in cfg and not isinstance(cfg["align"], bool):
+        raise _bad(where, "faces.align", "true or false", cfg["align"])
+
+
 def check_meta(meta: dict, where: str) -> dict:
-    """Validate a meta.json at the boundary, with a message that names the file."""
-    try:
-        v = meta["format_version"]
-        classes = meta["classes"]
-        inp = meta["input"]
-        int(inp["height"]), int(inp["width"])
-        cm = inp["color_mode"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise HappysadError(f"{where}: not a happysad meta.json (missing or bad {e})") from None
+    """Validate a meta.json at the boundary: every field a model load or a prediction relies on, by type
+    and range, with a one-line message that names the file and the field. (The model itself is checked
+    against it by :func:`check_model` once loaded.)"""
+    if not isinstance(meta, dict):
+        raise HappysadError(f"{where}: not a happysad meta.json (a JSON object expected, "
+                            f"found {type(meta).__name__})")
+    for key in ("format_version", "classes", "input"):
+        if key not in meta:
+            raise HappysadError(f"{where}: not a happysad meta.json (missing {key!r})")
+    v = meta["format_version"]
+    if not _is_int(v) or v < 1:
+        raise _bad(where, "format_version", "a whole number (1)", v)
     if v > FORMAT_VERSION:
         raise HappysadError(f"{where}: meta.json format_version {v} is newer than this happysad "
                             f"understands ({FORMAT_VERSION}); upgrade happysad")
+    classes = meta["classes"]
     if not isinstance(classes, list) or len(classes) < 2:
-        raise HappysadError(f"{where}: meta.json needs a list of at least 2 classes")
-    if cm not in ("rgb", "grayscale"):
-        raise HappysadError(f"{where}: meta.json color_mode must be rgb or grayscale, not {cm!r}")
+        raise _bad(where, "classes", "a list of at least 2 class names", classes)
+    for c in classes:
+        if not isinstance(c, str) or not c.strip():
+            raise HappysadError(f"{where}: meta.json classes must be non-empty strings; found {c!r:.60}")
+    dup = sorted(c for c, n in Counter(classes).items() if n > 1)
+    if dup:
+        raise HappysadError(f"{where}: meta.json classes lists {', '.join(map(repr, dup))} more than once")
+    inp = meta["input"]
+    if not isinstance(inp, dict):
+        raise _bad(where, "input", "an object (height, width, channels, color_mode)", inp)
+    for key in ("height", "width", "channels", "color_mode"):
+        if key not in inp:
+            raise HappysadError(f"{where}: meta.json input has no {key!r}")
+    for key in ("height", "width"):
+        if not _is_int(inp[key]) or not 1 <= inp[key] <= MAX_SIDE:
+            raise _bad(where, f"input.{key}", f"a whole number from 1 to {MAX_SIDE}", inp[key])
+    cm = inp["color_mode"]
+    if cm not in COLOR_CHANNELS:
+        raise _bad(where, "input.color_mode", "rgb or grayscale", cm)
+    if not _is_int(inp["channels"]) or inp["channels"] != COLOR_CHANNELS[cm]:
+        raise _bad(where, "input.channels", f"{COLOR_CHANNELS[cm]} for color_mode {cm}", inp["channels"])
+    if "output" in meta and meta["output"] not in OUTPUTS:
+        raise _bad(where, "output", " or ".join(OUTPUTS), meta["output"])
+    for key in ("arch", "name", "kind", "fusion"):
+        if key in meta and not isinstance(meta[key], str):
+            raise _bad(where, key, "a string", meta[key])
+    for key in ("arch_options", "train", "versions", "members"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise _bad(where, key, "an object", meta[key])
+    _check_faces(meta.get("faces"), where)
     return meta
+
+
+def _dims(shape) -> list:
+    """A model's tensor shape without the batch dimension; unknown (dynamic) dimensions become None."""
+    out = []
+    for d in list(shape)[1:]:
+        try:
+            d = int(d)
+        except (TypeError, ValueError):  # None, or a symbolic name in ONNX ("height")
+            d = None
+        out.append(d if d is not None and d >= 0 else None)
+    return out
+
+
+def _model_shapes(model) -> tuple[list | None, list | None]:
+    """(input dims, output dims) of a Keras model or an exported-model adapter, batch dimension left
+    out; None where it cannot be told. A model with several inputs or outputs raises."""
+    if getattr(model, "session", None) is not None:  # runtime.OnnxModel
+        ins, outs = model.session.get_inputs(), model.session.get_outputs()
+        shapes = [i.shape for i in ins], [o.shape for o in outs]
+    elif getattr(model, "interpreter", None) is not None:  # runtime.LiteRTModel
+        ins, outs = model.interpreter.get_input_details(), model.interpreter.get_output_details()
+        pick = lambda d: d.get("shape_signature", d["shape"])  # noqa: E731  (-1: dynamic)
+        shapes = [pick(d) for d in ins], [pick(d) for d in outs]
+    else:
+        try:
+            shapes = [t.shape for t in model.inputs], [t.shape for t in model.outputs]
+        except (AttributeError, TypeError, ValueError):  # a model that was never built: nothing to compare
+            return None, None
+    ins, outs = shapes
+    if len(ins) != 1 or len(outs) != 1:
+        raise ValueError(f"the model has {len(ins)} input(s) and {len(outs)} output(s); happysad needs one of each")
+    return _dims(ins[0]), _dims(outs[0])
+
+
+def check_model(model, meta: dict, where: str, model_path: str | os.PathLike = "") -> None:
+    """The loaded model must take what meta.json says it takes (height x width x channels; a dynamic
+    dimension of the model takes anything) and give one output per class (or one sigmoid unit for two
+    classes). ``where`` is the meta.json, named in the message with the field that does not match."""
+    try:
+        ins, outs = _model_shapes(model)
+    except ValueError as e:
+        raise HappysadError(f"{model_path}: {e}") from None
+    inp, classes = meta["input"], meta["classes"]
+    if ins is not None:
+        want = [inp["height"], inp["width"], inp["channels"]]
+        if len(ins) != 3:
+            raise HappysadError(f"{model_path}: the model takes inputs of shape {tuple(ins)}, not images "
+                                "(height, width, channels)")
+        for key, have, w in zip(("height", "width", "channels"), ins, want):
+            if have is not None and have != w:
+                raise HappysadError(f"{where}: meta.json input.{key} is {w} but the model's input {key} is "
+                                    f"{have} ({model_path}); the meta.json does not belong to this model")
+    if outs is not None:
+        if len(outs) != 1:
+            raise HappysadError(f"{model_path}: the model's output has shape {tuple(outs)}; happysad needs one "
+                                "probability per class")
+        units = outs[0]
+        if units is not None and units != len(classes) and not (units == 1 and len(classes) == 2):
+            raise HappysadError(f"{where}: meta.json classes lists {len(classes)} classes but the model has "
+                                f"{units} output(s) ({model_path}); the meta.json does not belong to this model")
 
 
 @dataclass
@@ -140,10 +271,25 @@ class Bundle:
         return self.meta["input"]["color_mode"]
 
 
+def _read_json(path: Path):
+    """A small JSON file, parsed. Only a regular file is opened (a pipe named meta.json would block) and
+    at most MAX_META_BYTES are read. Raises OSError or ValueError."""
+    if not path.is_file():
+        raise OSError(f"not a regular file: {path}")
+    with open(path, "rb") as f:
+        data = f.read(MAX_META_BYTES + 1)
+    if len(data) > MAX_META_BYTES:
+        raise ValueError(f"larger than {MAX_META_BYTES // 2**20} MB")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:  # "[[[[...": nested too deep for the parser
+        raise ValueError("nested too deeply") from None
+
+
 def _is_photo_dir(p: Path) -> bool:
     """A folder holding a photo model (meta.json with kind "photo"; its members live in sub-folders)."""
     try:
-        return photo.is_photo_meta(json.loads((p / META_NAME).read_text(encoding="utf-8")))
+        return photo.is_photo_meta(_read_json(p / META_NAME))
     except (OSError, ValueError):
         return False
 
@@ -188,10 +334,17 @@ def resolve(ref: str | os.PathLike) -> tuple[Path, Path]:
 def read_meta(meta_path: Path) -> dict:
     """A model's meta.json, read and checked (the model itself is not loaded)."""
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = _read_json(meta_path)
     except (OSError, ValueError) as e:
-        raise HappysadError(f"{meta_path}: cannot read meta.json ({e})") from None
+        raise HappysadError(f"{meta_path}: cannot read meta.json ({_first_line(e)})") from None
     return check_meta(meta, str(meta_path))
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: Keras and TensorFlow errors run to many lines of context."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def load(ref: str | os.PathLike) -> Bundle:
@@ -212,9 +365,12 @@ def load(ref: str | os.PathLike) -> Bundle:
     from .runtime import RUNTIME_SUFFIXES, load_runtime
 
     if model_path.suffix.lower() in RUNTIME_SUFFIXES:
-        return Bundle(model=load_runtime(model_path), meta=meta, path=model_path, name=str(ref))
-    try:
-        model = keras.models.load_model(model_path, compile=False, safe_mode=True)
-    except Exception as e:
-        raise HappysadError(f"{model_path}: cannot load Keras model ({type(e).__name__}: {e})") from None
+        model = load_runtime(model_path)
+    else:
+        try:
+            model = keras.models.load_model(model_path, compile=False, safe_mode=True)
+        except Exception as e:
+            raise HappysadError(f"{model_path}: cannot load Keras model ({type(e).__name__}: "
+                                f"{_first_line(e)})") from None
+    check_model(model, meta, str(meta_path), model_path)
     return Bundle(model=model, meta=meta, path=model_path, name=str(ref))
