@@ -40,6 +40,7 @@ MARGIN = 0.09        # box widths added on each side
 RAISE = 0.09         # box heights the crop centre sits above the box centre
 MIN_FACE = 12        # pixels: smaller boxes hold no readable expression
 TILE_ABOVE = 2.5     # images longer than this many detector inputs are also searched in tiles
+MAX_TILES = 64       # tiles per image at most (8 x 8 on a large square photo), however long a panorama
 
 KEYPOINTS = ("eye_1", "eye_2", "nose", "mouth", "ear_1", "ear_2")
 
@@ -158,6 +159,11 @@ class _Net:
         return np.concatenate([centre - half, centre + half, pts[:, 2:] + anchors], axis=1), scores[keep]
 
 
+def _spread(last: int, n: int) -> list[int]:
+    """``n`` positions from 0 to ``last``, evenly spaced."""
+    return [0] if n < 2 else sorted({round(i * last / (n - 1)) for i in range(n)})
+
+
 class FaceDetector:
     """BlazeFace on LiteRT. ``detect(image)`` -> list of :class:`Face`, largest first.
 
@@ -176,24 +182,50 @@ class FaceDetector:
 
     def _search(self, net: _Net, img: Image.Image, x0: int, y0: int, side: int) -> tuple[np.ndarray, np.ndarray]:
         """Run ``net`` on the square region [x0, x0+side) x [y0, y0+side) of ``img`` (black where the
-        region leaves the image, as MediaPipe letterboxes); points come back in image pixels."""
-        region = img.crop((x0, y0, x0 + side, y0 + side))  # Pillow fills outside the image with black
-        square = region.resize((net.size, net.size), Image.BILINEAR, reducing_gap=2.0)
+        region leaves the image, as MediaPipe letterboxes); points come back in image pixels.
+
+        A tile inside the image is cut out and resized. Otherwise only the part of the image inside the
+        region is resampled, straight to its place in the detector's input: the letterboxed square is
+        never made at full size, so a 14000 x 2500 panorama or a 13000 x 1 strip costs no more memory
+        than a detector input (the square of the longest side would be gigabytes)."""
+        w, h = img.size
+        s = net.size
+        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+        if ix1 <= ix0 or iy1 <= iy0:  # the region misses the image
+            return np.zeros((0, 8, 2), np.float32), np.zeros(0, np.float32)
+        if (ix0, iy0, ix1, iy1) == (x0, y0, x0 + side, y0 + side) and (side, side) != (w, h):
+            square = img.crop((x0, y0, x0 + side, y0 + side)).resize((s, s), Image.BILINEAR, reducing_gap=2.0)
+            pts, scores = net(square, self.min_score)
+            return pts * side + np.array([x0, y0], np.float32), scores
+        k = s / side
+        px0, py0 = round((ix0 - x0) * k), round((iy0 - y0) * k)
+        tw = max(1, round((ix1 - x0) * k) - px0)  # a side under half a detector pixel still gets one row
+        th = max(1, round((iy1 - y0) * k) - py0)
+        square = Image.new("RGB", (s, s))
+        square.paste(img.resize((tw, th), Image.BILINEAR, box=(ix0, iy0, ix1, iy1), reducing_gap=2.0), (px0, py0))
         pts, scores = net(square, self.min_score)
-        return pts * side + np.array([x0, y0], np.float32), scores
+        # input pixel u shows image x = ix0 + (u - px0) * (ix1 - ix0) / tw (the same for v and y)
+        scale = np.array([(ix1 - ix0) / tw, (iy1 - iy0) / th], np.float32)
+        return (pts * s - np.array([px0, py0], np.float32)) * scale + np.array([ix0, iy0], np.float32), scores
 
     def _regions(self, net: _Net, w: int, h: int) -> list[tuple[int, int, int]]:
         """The whole image letterboxed into one square; for images over ``tile_above`` detector inputs
         long, also overlapping square tiles of two inputs' width, so that small faces in group shots keep
-        enough pixels to be found."""
+        enough pixels to be found. At most MAX_TILES tiles: on an extreme panorama (a strip under
+        ``tile`` px high and dozens of times as long) they are spread evenly along it instead."""
         side = max(w, h)
         regions = [((w - side) // 2, (h - side) // 2, side)]
         if net.kind == "full" and side > self.tile_above * net.size and min(w, h) >= net.size:
-            # two inputs wide, or wider on huge photos so that there are at most about 6 x 6 tiles
+            # two inputs wide, or wider on huge photos so that there are at most about 8 x 8 tiles
             tile = min(max(2 * net.size, side // 6), w, h)
             step = max(1, tile * 3 // 4)
             xs = sorted({*range(0, w - tile, step), w - tile})
             ys = sorted({*range(0, h - tile, step), h - tile})
+            if len(xs) * len(ys) > MAX_TILES:
+                if len(xs) >= len(ys):
+                    xs = _spread(w - tile, max(1, MAX_TILES // len(ys)))
+                else:
+                    ys = _spread(h - tile, max(1, MAX_TILES // len(xs)))
             regions += [(x, y, tile) for y in ys for x in xs]
         return regions
 
