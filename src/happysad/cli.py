@@ -266,7 +266,10 @@ def cmd_predict(args) -> int:
         else:
             probs = "  ".join(f"{c} {p:.3f}" for c, p in r["probabilities"].items())
             where = ""
-            if "faces" in r:
+            if "decided_by" in r:  # photo model: faces and scene together
+                n = len(r["faces"])
+                where = f"  [{n} face{'s' if n != 1 else ''}; decided by the {r['decided_by']}]"
+            elif "faces" in r:
                 n = len(r["faces"])
                 where = f"  [{n} face{'s' if n != 1 else ''}]" if n else "  [no face found: whole image]"
             print(f"{r['path']}: {r['label']}  ({probs}){where}")

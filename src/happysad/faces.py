@@ -298,6 +298,29 @@ def crops(image: Image.Image, faces: list[Face], size: tuple[int, int], mode: st
     return x[..., None] if x.ndim == 3 else x
 
 
+CROP_OF_A_FACE = 0.75  # a face whose crop would span this share of the photo's shorter side: the photo is the crop
+
+
+def is_face_crop(image: Image.Image, faces: list[Face], margin: float = MARGIN) -> bool:
+    """True for a photo that already is a face crop (one face whose framed crop would cover most of it:
+    FER2013-style crops, passport photos, tight close-ups). Such a photo is judged whole, as the face
+    models were trained on crops like it; cutting it again would only zoom in on part of the face.
+    On 279 FER2013 crops where a face was found, the median ratio is 1.03, the 10th percentile 0.78."""
+    if len(faces) != 1:
+        return False
+    _, _, w, h = faces[0].box
+    return max(w, h) * (1 + 2 * margin) >= CROP_OF_A_FACE * min(image.size)
+
+
+def face_inputs(image: Image.Image, faces: list[Face], size: tuple[int, int], mode: str, cfg: dict) -> np.ndarray:
+    """What a face model sees of each face found (``cfg``: its meta.json ``faces``): the aligned crops,
+    or the whole photo when it already is a face crop (:func:`is_face_crop`)."""
+    if is_face_crop(image, faces, cfg.get("margin", MARGIN)):
+        whole = image.convert(mode).resize(size, Image.BILINEAR)
+        return np.asarray(whole, np.uint8).reshape(1, size[1], size[0], -1)
+    return crops(image, faces, size, mode, **crop_options(cfg))
+
+
 PALETTE = ["#1f9d55", "#d6336c", "#1c7ed6", "#f59f00", "#7048e8", "#0ca678", "#e8590c", "#495057"]
 
 
