@@ -163,7 +163,7 @@ def check_meta(meta: dict, where: str) -> dict:
     inp = meta["input"]
     if not isinstance(inp, dict):
         raise _bad(where, "input", "an object (height, width, channels, color_mode)", inp)
-    for key in ("height", "width", "channels", "color_mode"):
+    for key in ("height", "width", "color_mode"):
         if key not in inp:
             raise HappysadError(f"{where}: meta.json input has no {key!r}")
     for key in ("height", "width"):
@@ -172,6 +172,8 @@ def check_meta(meta: dict, where: str) -> dict:
     cm = inp["color_mode"]
     if cm not in COLOR_CHANNELS:
         raise _bad(where, "input.color_mode", "rgb or grayscale", cm)
+    if "channels" not in inp:  # older meta.json files: color_mode says it
+        inp["channels"] = COLOR_CHANNELS[cm]
     if not _is_int(inp["channels"]) or inp["channels"] != COLOR_CHANNELS[cm]:
         raise _bad(where, "input.channels", f"{COLOR_CHANNELS[cm]} for color_mode {cm}", inp["channels"])
     if "output" in meta and meta["output"] not in OUTPUTS:
