@@ -179,8 +179,9 @@ def efficientnet_lite0(input_shape: tuple[int, int, int] = (224, 224, 3), name: 
     keras = _keras()
     L = keras.layers
     inputs = keras.Input(shape=input_shape, name="pixels")
-    x = L.Rescaling(1.0 / 255, name="rescale")(inputs)
-    x = L.Normalization(mean=list(IMAGENET_MEAN), variance=[s * s for s in IMAGENET_STD], name="imagenet_norm")(x)
+    # (x / 255 - mean) / std as one per-channel Rescaling: constants, so exported graphs take pixels only
+    x = L.Rescaling([1.0 / (255 * sd) for sd in IMAGENET_STD], offset=[-m / sd for m, sd in zip(IMAGENET_MEAN, IMAGENET_STD)],
+                    name="imagenet_scale")(inputs)
     x = L.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = L.BatchNormalization(name="stem_bn", momentum=0.99, epsilon=1e-3)(x)
     x = L.ReLU(6.0, name="stem_relu")(x)

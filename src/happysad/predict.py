@@ -283,6 +283,7 @@ class PhotoPredictor(Predictor):
                                   min(img.size), max((f.score for f in found), default=0.0))
         prep = Prepared(x[None], img.size, found, {"scene": scene, "face": face})
         prep.branches["per_face"] = per_face
+        prep.branches["face_crop"] = face_tools.is_face_crop(img, found, self.face_cfg.get("margin", face_tools.MARGIN))
         return prep
 
     def predict_arrays(self, x: np.ndarray, pad: bool = True) -> np.ndarray:
@@ -291,7 +292,9 @@ class PhotoPredictor(Predictor):
         return self.fusion.probs(x)
 
     def finish(self, name: str, prep: Prepared, probs: np.ndarray) -> dict:
-        r = self._result(name, probs[0])
+        face_crop = prep.branches.get("face_crop", False)
+        # A photo that is a face crop has no scene to speak of: its face decides alone.
+        r = self._result(name, prep.branches["face"] if face_crop else probs[0])
         per_face = []
         for f, p in zip(prep.faces or [], prep.branches.get("per_face", [])):
             fr = self._result(name, p)
@@ -300,6 +303,6 @@ class PhotoPredictor(Predictor):
         rounded = lambda p: None if p is None else {c: round(float(v), 6) for c, v in zip(self.classes, p)}  # noqa: E731
         label = self.classes.index(r["label"])
         r.update(face_found=bool(prep.faces), faces=per_face,
-                 decided_by=photo.decided_by(self.fusion, prep.x[0], label),
+                 decided_by="face" if face_crop else photo.decided_by(self.fusion, prep.x[0], label),
                  branches={"scene": rounded(prep.branches["scene"]), "face": rounded(prep.branches["face"])})
         return r

@@ -484,11 +484,25 @@ def fit_parts(f: Facts, k: int, face_data=None, folds: int = FOLDS,
     return Parts(fit_scene(f, k, l2[0], backbone), fit_face(f, k, face_data, l2[1], facenet), fusion), cv
 
 
+def face_crops(f: Facts) -> np.ndarray:
+    """Which photos are face crops (:func:`happysad.faces.is_face_crop`): their face decides alone."""
+    side = _face_side(f.boxes)
+    return (f.n_faces == 1) & (side * (1 + 2 * faces.MARGIN) >= faces.CROP_OF_A_FACE * f.sizes.min(axis=1))
+
+
+def with_face_crop_rule(f: Facts, fused: np.ndarray, face: list) -> np.ndarray:
+    out = fused.copy()
+    for i in np.where(face_crops(f))[0]:
+        out[i] = face[i]
+    return out
+
+
 def predict_parts(parts: Parts, f: Facts) -> tuple[np.ndarray, np.ndarray, list]:
-    """(fused probabilities, scene probabilities, face probabilities) for the photos of ``f``."""
+    """(photo probabilities, scene probabilities, face probabilities) for the photos of ``f``, as the
+    photo model gives them (a face crop judged by its face alone)."""
     scene = scene_probs(parts.scene, f)
     face = face_probs(parts.face, f)
-    return parts.fusion.probs(fusion_rows(f, scene, face)), scene, face
+    return with_face_crop_rule(f, parts.fusion.probs(fusion_rows(f, scene, face)), face), scene, face
 
 
 def oof_scores(f: Facts, k: int, scene: np.ndarray, face: list, folds: int, l2: float = FUSION_L2) -> dict:
@@ -502,6 +516,7 @@ def oof_scores(f: Facts, k: int, scene: np.ndarray, face: list, folds: int, l2: 
     for j in np.unique(fold):
         tr, te = fold != j, fold == j
         fused[te] = photo.Linear.fit(rows[tr], f.labels[tr], k, l2=l2, iters=3000).probs(rows[te])
+    fused = with_face_crop_rule(f, fused, face)
     face_only = np.array([s if c is None else c for s, c in zip(scene, face)])
     found = f.n_faces > 0
     every = np.ones(len(found), bool)
