@@ -4,6 +4,9 @@ was the default before and (when installed) the `fer` package, on the same photo
     happysad train-photo ... --save-facts runs/photo/facts.npz     # the command in docs/photo.md
     python bench/photo_cv.py [--facts runs/photo/facts.npz] [--model happy-sad] [--json]
 
+The `fer` package row needs `make bench` and `pip install --no-deps fer==22.4.0` (its own requirements
+pin the GUI build of OpenCV; the headless one that `make bench` installs serves it).
+
 The photo model's figures are the ones `train-photo` computed and saved in its meta.json (out-of-fold
 outputs of branches fitted without each fold's sources); this script recomputes the same folds from the
 saved facts and scores the other models on exactly those photos. Folds never split a source repository.
