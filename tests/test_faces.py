@@ -180,9 +180,10 @@ def test_cli_predict_faces_json_and_annotated_copies(face_patch, tmp_path, capsy
     written = sorted(p.name for p in out.iterdir())
     assert written == ["same-2.jpg", "same.jpg"]  # same names from two folders never overwrite
     assert Image.open(out / "same.jpg").size == face_patch.size
-    assert cli.main(["predict", str(a / "same.png"), "--no-faces"]) == 0
+    # a face model: with --no-faces the whole image, without a note; no face found is said so
+    assert cli.main(["predict", str(a / "same.png"), "--no-faces", "--model", "fer-happy-sad"]) == 0
     assert "[" not in capsys.readouterr().out  # no "[1 face]" note
-    assert cli.main(["predict", str(b / "same.png")]) == 0
+    assert cli.main(["predict", str(b / "same.png"), "--model", "fer-happy-sad"]) == 0
     assert "no face found" in capsys.readouterr().out
 
 

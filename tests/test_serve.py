@@ -334,7 +334,10 @@ def test_cli_serve_model_choice(capsys):
     from happysad import bundle, cli
     from happysad.errors import UsageError
 
-    if "fer-happy-sad" in bundle.builtin_names():  # without --model, the built-in face model serves
+    names = bundle.builtin_names()
+    if "happy-sad" in names:  # without --model, the built-in photo model serves
+        assert cli._model_ref(argparse.Namespace(model=None)) == "happy-sad"
+    elif "fer-happy-sad" in names:  # or else the built-in face model
         assert cli._model_ref(argparse.Namespace(model=None)) == "fer-happy-sad"
     else:
         with pytest.raises(UsageError, match="no --model given"):
