@@ -35,7 +35,8 @@ async function loadModel() {
     model = await r.json();
     const inp = model.input || {};
     const parts = [`model ${model.name}`, `classes: ${model.classes.join(", ")}`,
-                   `input ${inp.width}×${inp.height} ${inp.color_mode || ""}`.trim()];
+                   model.kind === "photo" ? "photo model: faces + whole scene"
+                     : `input ${inp.width}×${inp.height} ${inp.color_mode || ""}`.trim()];
     const m = model.metrics;
     if (m && typeof m.accuracy === "number") parts.push(`${m.split || "test"} accuracy ${pct(m.accuracy)} on ${m.n} images`);
     $("#model-info").textContent = parts.join(" · ");
