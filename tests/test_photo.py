@@ -225,3 +225,24 @@ def test_onnx_export_writes_every_member_and_predicts_the_same(photo_model, phot
         assert a["probabilities"]["sad"] == pytest.approx(b["probabilities"]["sad"], abs=1e-3)
     with pytest.raises(HappysadError, match="folder"):
         export.export(photo_model.model_dir, "onnx", tmp_path / "one.onnx")
+
+
+def test_serve_answers_with_the_photo_model(photo_model, photos):
+    from fastapi.testclient import TestClient
+
+    from happysad import serve
+
+    app = serve.create_app(photo_model.model_dir)
+    with TestClient(app) as client:
+        info = client.get("/api/model").json()
+        assert info["kind"] == "photo" and info["classes"] == ["happy", "sad"]
+        files = [("files", (p.name, p.read_bytes(), "image/jpeg"))
+                 for p in (photos / "happy" / "happy_00.jpg", photos / "sad" / "sad_00.jpg")]
+        r = client.post("/api/predict", files=files)
+    assert r.status_code == 200
+    results = r.json()["results"]
+    direct = Predictor(photo_model.model_dir).predict([str(photos / "happy" / "happy_00.jpg"),
+                                                        str(photos / "sad" / "sad_00.jpg")])
+    for got, want in zip(results, direct):
+        assert got["label"] == want["label"] and got["decided_by"] == want["decided_by"]
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
