@@ -126,13 +126,12 @@ class Predictor:
         whole image. Raises ``images.ImageError`` for a source that is not a usable image."""
         if not self.faces:
             return Prepared(self.load(src)[None])
-        faces = face_tools
         img, _ = images.decode(src, "RGB", allowed_formats=None)
         h, w = self.bundle.image_size
         mode = "L" if self.bundle.color_mode == "grayscale" else "RGB"
         found = self.detector.detect(img)[:MAX_FACES]
         if found:
-            x = faces.face_inputs(img, found, (w, h), mode, self.face_cfg)
+            x = face_tools.face_inputs(img, found, (w, h), mode, self.face_cfg)
         else:  # no face: the whole image, as without detection
             whole = img.convert(mode).resize((w, h), Image.BILINEAR)
             x = np.asarray(whole, np.uint8).reshape(1, h, w, -1)

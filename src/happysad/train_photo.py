@@ -486,8 +486,7 @@ def fit_parts(f: Facts, k: int, face_data=None, folds: int = FOLDS,
 
 def face_crops(f: Facts) -> np.ndarray:
     """Which photos are face crops (:func:`happysad.faces.is_face_crop`): their face decides alone."""
-    side = _face_side(f.boxes)
-    return (f.n_faces == 1) & (side * (1 + 2 * faces.MARGIN) >= faces.CROP_OF_A_FACE * f.sizes.min(axis=1))
+    return faces.frames_the_photo(f.n_faces, _face_side(f.boxes), f.sizes.min(axis=1))
 
 
 def with_face_crop_rule(f: Facts, fused: np.ndarray, face: list) -> np.ndarray:
