@@ -162,7 +162,7 @@ def cmd_train(args) -> int:
         split=args.split, ratios=args.ratios, project=args.project, learning_rate=args.lr,
         early_stopping=args.early_stopping, patience=args.patience, augment=args.augment,
         distributed=args.distributed, val_data=args.val_data, augment_warmup=args.augment_warmup,
-        faces=args.faces, init_from=args.init_from,
+        faces=args.faces, init_from=args.init_from, tensorboard=args.tensorboard,
     )
     return _report_train(train.train(args.data, cfg), args)
 
@@ -235,13 +235,28 @@ def cmd_train_photo(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from . import evaluate
+    from .bundle import load
 
-    m = evaluate.evaluate(args.data, _model_ref(args), _classes(args), tta=args.tta, faces=args.faces)
+    model = load(_model_ref(args)) if args.report else _model_ref(args)  # loaded once for the report too
+    results = [] if args.report else None
+    m = evaluate.evaluate(args.data, model, _classes(args), tta=args.tta, faces=args.faces, results_out=results)
     if args.json:
         _print_json(m)
     else:
         _print_metrics(m)
+    if args.report:
+        from .report import write_eval_report
+
+        page = write_eval_report(args.report, m, results, model, faces=bool(m.get("faces")))
+        print(f"report: {page}", file=sys.stderr if args.json else sys.stdout)
     return 1 if m.get("errors") else 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_run_report
+
+    print(f"wrote {write_run_report(args.run, out=args.out)}")
+    return 0
 
 
 def cmd_predict(args) -> int:
@@ -494,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--faces", action="store_true", help="train on the faces found in the photos (crops kept "
                     "in RUN/faces, photos without a face left out); predict then finds faces too")
     sp.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    sp.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs (loss, accuracy, "
+                    "learning rate, a confusion matrix per epoch) to RUN/tensorboard")
     device_opt(sp)
     ratios_opt(sp)
     classes_opt(sp)
@@ -506,7 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--faces", action=argparse.BooleanOptionalAction, default=None,
                     help="find faces and score the image-level label as predict gives it (default: on for face "
                          "and photo models); also reports accuracy with and without a face found")
+    sp.add_argument("--report", metavar="HTML", help="also write an HTML report: metrics, curves, calibration "
+                    "and the most confident mistakes with their Grad-CAM")
     classes_opt(sp)
+
+    sp = add("report", "(re)write a training run's HTML report, RUN/report.html", cmd_report)
+    sp.add_argument("run", metavar="RUN", help="run folder (runs/train/NAME)")
+    sp.add_argument("--out", metavar="HTML", help="write the page here instead")
 
     sp = add("predict", "classify image files and folders", cmd_predict)
     sp.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (recursive)")
@@ -562,7 +585,8 @@ def _add_train_photo_parser(add, classes_opt) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("train", "evaluate", "predict", "demo", "serve", "export", "explain", "train-photo"):
+    if args.command in ("train", "evaluate", "predict", "demo", "serve", "export", "explain", "train-photo",
+                        "report"):
         _import_tensorflow_quietly()
     try:
         return args.fn(args)

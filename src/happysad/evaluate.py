@@ -70,9 +70,11 @@ def compute_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
     return out
 
 
-def evaluate_files(predictor: Predictor, paths: Sequence[str], labels: Sequence[str]) -> dict:
+def evaluate_files(predictor: Predictor, paths: Sequence[str], labels: Sequence[str],
+                   results_out: list | None = None) -> dict:
     """Predict ``paths`` and score them against ``labels`` (class names). Unreadable files are listed
-    under ``errors`` and left out of the metrics."""
+    under ``errors`` and left out of the metrics. ``results_out`` gets each scored image's predict
+    result with its true label under ``true`` (for the report page)."""
     classes = predictor.classes
     unknown = sorted(set(labels) - set(classes))
     if unknown:
@@ -85,6 +87,8 @@ def evaluate_files(predictor: Predictor, paths: Sequence[str], labels: Sequence[
             errors.append({"path": res["path"], "error": res["error"]})
             continue
         y.append(classes.index(label))
+        if results_out is not None:
+            results_out.append({**res, "true": label})
         probs.append([res["probabilities"][c] for c in classes])
         if "face_found" in res:
             found.append(res["face_found"])
@@ -108,7 +112,8 @@ def evaluate_files(predictor: Predictor, paths: Sequence[str], labels: Sequence[
 
 
 def evaluate(data: str | os.PathLike, model: Bundle | str | os.PathLike, classes: Sequence[str] | None = None,
-             tta: bool = False, batch_size: int = 64, faces: bool | None = None) -> dict:
+             tta: bool = False, batch_size: int = 64, faces: bool | None = None,
+             results_out: list | None = None) -> dict:
     """Evaluate ``model`` on a folder of class folders named after (some of) the model's classes.
     Images are judged as ``predict`` judges them: face and photo models find the faces in each image
     (``faces=False`` turns that off, ``True`` forces it on for any model), and the result also gives the
@@ -121,6 +126,7 @@ def evaluate(data: str | os.PathLike, model: Bundle | str | os.PathLike, classes
         raise UsageError(f"{root}: folder(s) {', '.join(unknown)} are not classes of this model "
                          f"({', '.join(predictor.classes)}); choose folders with --classes")
     items, _ = list_items(root, classes)
-    out = evaluate_files(predictor, [str(root / p) for p, _, _ in items], [lab for _, lab, _ in items])
+    out = evaluate_files(predictor, [str(root / p) for p, _, _ in items], [lab for _, lab, _ in items],
+                         results_out)
     out["data"] = str(root)
     return out

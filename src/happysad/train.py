@@ -68,6 +68,7 @@ class TrainConfig:
     distributed: bool = False
     faces: bool = False  # train on the faces found in the photos (crops in RUN/faces); predict then detects too
     init_from: str | None = None  # fine-tune: start from this model's weights (all layers but the head)
+    tensorboard: bool = False  # also write TensorBoard logs into RUN/tensorboard
     verbose: bool = True
     extra_meta: dict = field(default_factory=dict)
 
@@ -85,6 +86,8 @@ class TrainConfig:
             cfg.img_size = models.DEFAULT_IMG_SIZE[cfg.arch]
         if cfg.epochs < 1 or cfg.batch_size < 1:
             raise UsageError("--epochs and --batch-size must be at least 1")
+        if cfg.tensorboard:
+            report.require_tensorboard()
         return cfg
 
 
@@ -164,7 +167,7 @@ def _history_state(rows: list[dict]) -> tuple[float, int, int]:
 
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int, done: list[dict], chief: bool,
-               augment_on=None):
+               augment_on=None, val_ds=None, classes=()):
     """CSV log, atomic best checkpoint, per-epoch line, LR plateau, early stopping, and BackupAndRestore
     (every epoch, for --resume). ``done`` holds the results.csv rows of epochs finished before a resume."""
     import keras
@@ -231,14 +234,27 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int, done: list
             super().on_train_begin(logs)
             carry_state(self)
 
+    class LearningRate(keras.callbacks.Callback):
+        """Put the learning rate each epoch ran with into its logs (results.csv, the report)."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = self.lr
+
     best = AtomicBest()
     cbs = [
+        LearningRate(),
         # The CSV row is written before the backup: a kill between the two makes the resume redo that
         # epoch and drop its row, so no epoch is ever lost or logged twice.
         keras.callbacks.CSVLogger(str(run_dir / "results.csv"), append=bool(done)),
         best, EpochLine(best),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
     ]
+    if cfg.tensorboard and chief and val_ds is not None:  # before the plateau: it logs the epoch's own rate
+        cbs += report.tensorboard_callbacks(run_dir / "tensorboard", val_ds, classes)
     if augment_on is not None and cfg.augment:
 
         class AugmentWarmup(keras.callbacks.Callback):
@@ -497,7 +513,8 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
         warnings.filterwarnings("ignore", message=".*ran out of data.*")
         history = net.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0, shuffle=False,
-                          class_weight=class_weight, callbacks=_callbacks(cfg, run_dir, n_batches, done, chief, augment_on))
+                          class_weight=class_weight, callbacks=_callbacks(cfg, run_dir, n_batches, done, chief, augment_on,
+                                                                val_ds, classes))
     if log.failed:
         first = next(iter(log.failed.items()))
         _log(f"warning: {len(log.failed)} file(s) could not be decoded and were left out "
@@ -516,7 +533,9 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
     eval_split = "test" if by_split["test"] else "val"
     # the split holds images as the model sees them (face crops already, with --faces)
     predictor = Predictor(bundle.load(run_dir), batch_size=max(cfg.batch_size, 64), faces=False)
-    metrics = evaluate_files(predictor, [str(data_dir / r.path) for r in eval_rows], [r.label for r in eval_rows])
+    predictions: list[dict] = []
+    metrics = evaluate_files(predictor, [str(data_dir / r.path) for r in eval_rows], [r.label for r in eval_rows],
+                             results_out=predictions)
     epochs_run = len(all_rows)
     epochs_here = len(history.history.get("loss", []))  # this process only (less after a resume)
     metrics.update(split=eval_split, weights="weights/best.keras", epochs_run=epochs_run,
@@ -528,6 +547,8 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
     report.plot_curves(run_dir / "results.csv", run_dir / "curves.png", title=f"{run_dir.name} ({cfg.arch})")
     report.plot_confusion(metrics["confusion"], classes, run_dir / "confusion_matrix.png",
                           title=f"{run_dir.name} {eval_split}")
+    page = report.write_run_report(run_dir, predictions)
+    _log(f"report: {page}", cfg.verbose)
     _log(f"{eval_split} accuracy {metrics['accuracy']:.4f} on {metrics['n']} images "
          f"({epochs_run} epochs, {train_seconds:.0f}s)", cfg.verbose)
     return TrainResult(run_dir, metrics, hist, train_seconds)

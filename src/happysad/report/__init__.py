@@ -1,4 +1,6 @@
-"""Figures for a run folder: training curves and the confusion matrix (matplotlib, no display needed)."""
+"""Figures and HTML reports: training curves and the confusion matrix of a run folder (matplotlib, no
+display needed), the clean report, and the page of a run or an evaluation (``page``: metrics, curves,
+calibration and a gallery of mistakes; ``scores``: the numbers behind its figures)."""
 
 from __future__ import annotations
 
@@ -22,22 +24,45 @@ def read_results(path: str | os.PathLike) -> list[dict]:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
 
+def curve_keys(rows: Sequence[dict]) -> list[str]:
+    """What a training log can show: accuracy, loss, and the learning rate when it was logged."""
+    return ["accuracy", "loss"] + (["learning_rate"] if any("learning_rate" in r for r in rows) else [])
+
+
+def draw_curve(ax, rows: Sequence[dict], key: str) -> None:
+    """One training-log quantity per epoch (train vs validation), with a dotted line at the kept epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    from .scores import kept_epoch
+
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    for prefix, style, name in (("", "-o", "train"), ("val_", "-s", "val")):
+        ys = [r.get(prefix + key) for r in rows]
+        if any(y is not None for y in ys) and not (prefix and key == "learning_rate"):
+            ax.plot(epochs, ys, style, ms=3, label="per epoch" if key == "learning_rate" else name,
+                    color="teal" if not prefix else "orange")
+    if key == "learning_rate":
+        ax.set_yscale("log")
+    kept = kept_epoch(rows)
+    if kept:
+        ax.axvline(kept["epoch"], color="grey", ls=":", label=f"kept (epoch {kept['epoch']})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key.replace("_", " "))
+    ax.set_title(key.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot_curves(results_csv: str | os.PathLike, out: str | os.PathLike, title: str = "") -> Path:
-    """Accuracy and loss per epoch, train vs validation (the seed's two plots, side by side)."""
+    """Accuracy and loss per epoch, train vs validation (the seed's two plots, side by side), the
+    learning rate when the log has it, and a dotted line at the epoch whose weights were kept."""
     plt = _plt()
     rows = read_results(results_csv)
-    epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in zip(axes, ("accuracy", "loss")):
-        for prefix, style, name in (("", "-o", "train"), ("val_", "-s", "val")):
-            ys = [r.get(prefix + key) for r in rows]
-            if any(y is not None for y in ys):
-                ax.plot(epochs, ys, style, ms=3, label=name, color="teal" if not prefix else "orange")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-        ax.legend()
+    keys = curve_keys(rows)
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4))
+    for ax, key in zip(axes, keys):
+        draw_curve(ax, rows, key)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -47,9 +72,9 @@ def plot_curves(results_csv: str | os.PathLike, out: str | os.PathLike, title: s
     return out
 
 
-def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], out: str | os.PathLike,
-                   title: str = "") -> Path:
-    """Confusion matrix with counts and row-normalised shading (rows: true class)."""
+def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], out: str | os.PathLike | None,
+                   title: str = "") -> Path | bytes:
+    """Confusion matrix with counts and row-normalised shading (rows: true class). ``out`` None: PNG bytes."""
     import numpy as np
 
     plt = _plt()
@@ -70,6 +95,10 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], o
     acc = np.trace(cm) / max(cm.sum(), 1)
     ax.set_title(f"{title + ' - ' if title else ''}accuracy {acc:.3f} (n={int(cm.sum())})")
     fig.tight_layout()
+    if out is None:
+        from .figures import png
+
+        return png(fig)
     out = Path(out)
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -139,3 +168,7 @@ figcaption{{font-size:.8rem;word-break:break-all;margin-top:.4rem}}
     from .bundle import atomic_write_bytes
 
     return atomic_write_bytes(out, page.encode("utf-8"))
+
+
+from .page import write_eval_report, write_run_report  # noqa: E402  (the page uses the figures above)
+from .tensorboard import require_tensorboard, tensorboard_callbacks  # noqa: E402
