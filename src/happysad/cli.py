@@ -247,7 +247,7 @@ def cmd_evaluate(args) -> int:
     if args.report:
         from .report import write_eval_report
 
-        page = write_eval_report(args.report, m, results, model, faces=bool(m.get("faces")))
+        page = write_eval_report(args.report, m, results, model)
         print(f"report: {page}", file=sys.stderr if args.json else sys.stdout)
     return 1 if m.get("errors") else 0
 

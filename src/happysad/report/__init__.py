@@ -41,8 +41,11 @@ def draw_curve(ax, rows: Sequence[dict], key: str) -> None:
         if any(y is not None for y in ys) and not (prefix and key == "learning_rate"):
             ax.plot(epochs, ys, style, ms=3, label="per epoch" if key == "learning_rate" else name,
                     color="teal" if not prefix else "orange")
-    if key == "learning_rate":
+    lrs = [r["learning_rate"] for r in rows if r.get("learning_rate", 0) > 0]
+    if key == "learning_rate" and lrs and max(lrs) >= 10 * min(lrs):
         ax.set_yscale("log")
+    elif key == "learning_rate":
+        ax.set_ylim(0, 1.1 * max(lrs, default=1))
     kept = kept_epoch(rows)
     if kept:
         ax.axvline(kept["epoch"], color="grey", ls=":", label=f"kept (epoch {kept['epoch']})")
@@ -110,7 +113,7 @@ def _thumb_data_uri(path: Path, side: int = 128) -> str | None:
     import base64
     import io
 
-    from . import images
+    from .. import images
 
     try:
         img, _ = images.decode(path, "RGB", allowed_formats=None)
@@ -165,10 +168,10 @@ figcaption{{font-size:.8rem;word-break:break-all;margin-top:.4rem}}
 <div class="grid">{''.join(cards)}</div>
 </body></html>
 """
-    from .bundle import atomic_write_bytes
+    from ..bundle import atomic_write_bytes
 
     return atomic_write_bytes(out, page.encode("utf-8"))
 
 
-from .page import write_eval_report, write_run_report  # noqa: E402  (the page uses the figures above)
+from .page import inline, write_eval_report, write_run_report  # noqa: E402  (the page uses the figures above)
 from .tensorboard import require_tensorboard, tensorboard_callbacks  # noqa: E402

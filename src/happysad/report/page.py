@@ -46,7 +46,7 @@ td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:right} td:first-child
 .card.wrong{border-color:#d33} .pics{display:flex;gap:.3rem} .pics img{width:50%;object-fit:contain;
 max-height:180px;background:#fff} .card figcaption{font-size:.8rem;word-break:break-all;margin-top:.3rem}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:.5rem;margin:.5rem 0}
-.figs img{width:100%;max-width:520px} @media (max-width:500px){td,th{padding:.15rem .3rem}}
+.figs img{width:100%;max-width:520px} @media (max-width:500px){td,th{padding:.15rem .3rem} table{font-size:.85rem}}
 """
 
 
@@ -240,11 +240,13 @@ def _gallery_section(results: Sequence[dict], classes: list[str], bundle, faces:
     cards = [_card(r, cams.get(i), "wrong" if i < len(wrong) else "right") for i, r in enumerate(picks)]
     n_mistakes = sum(r["label"] != r["true"] for r in results)
     note = cams.get("note", "")
-    return (f"<h2 id='gallery'>Gallery</h2><p>{len(wrong)} of {n_mistakes} mistake(s), most confident first"
-            f"{'' if wrong else ' (none)'}; then the {len(unsure)} least confident right answer(s). Each card: "
+    first = (f"The {len(wrong)} most confident of {n_mistakes} mistake(s), most confident first" if wrong
+             else "No mistakes")
+    return (f"<h2 id='gallery'>Gallery</h2><p>{first}; then the {len(unsure)} least confident right answer(s). Each card: "
             "the image as given (with the faces found, if any), and where the model looked (Grad-CAM: red pushed "
             f"it towards its answer).{esc(note)}</p>"
             f'<h3>Most confident mistakes</h3><div class="grid" id="mistakes">{"".join(cards[:len(wrong)])}</div>'
+            f'{"" if wrong else "<p>none: every image was classified right</p>"}'
             f'<h3>Least confident right answers</h3><div class="grid" id="unsure">{"".join(cards[len(wrong):])}</div>')
 
 
@@ -322,11 +324,22 @@ def _save(out: str | os.PathLike, page: str) -> Path:
     return atomic_write_bytes(out, page.encode("utf-8"))
 
 
+def inline(path: str | os.PathLike, height: int = 700):
+    """A report page shown in a notebook cell (an iframe holding the page itself, so it works wherever
+    the notebook is opened)."""
+    from IPython.display import HTML
+
+    text = Path(path).read_text(encoding="utf-8")
+    return HTML(f'<iframe srcdoc="{esc(text)}" style="width:100%;height:{int(height)}px;border:1px solid #ccc">'
+                "</iframe>")
+
+
 # ---- an evaluation ----------------------------------------------------------------------------------------
 
-def write_eval_report(out: str | os.PathLike, metrics: dict, results: Sequence[dict], bundle=None,
-                      faces: bool | None = None, **kw) -> Path:
-    """The page for ``evaluate``'s metrics and its per-image ``results`` (predict results with ``true``)."""
+def write_eval_report(out: str | os.PathLike, metrics: dict, results: Sequence[dict], bundle=None, **kw) -> Path:
+    """The page for ``evaluate``'s metrics and its per-image ``results`` (``evaluate(results_out=...)``).
+    ``bundle``: the model evaluated, for the Grad-CAM of the gallery; faces are looked for in the
+    gallery's images when the evaluation looked for them."""
     classes = list(metrics["classes"])
     counts = Counter(r["true"] for r in results)
     rows = [[esc(c), str(counts.get(c, 0))] for c in classes]
@@ -335,7 +348,8 @@ def write_eval_report(out: str | os.PathLike, metrics: dict, results: Sequence[d
                  + _sizes_html(image_sizes([r["path"] for r in results])))
     name = bundle.name if bundle is not None else "model"
     title = f"happysad evaluate: {name} on {Path(str(metrics.get('data', ''))).name or 'images'}"
-    return _save(out, render(title, metrics, results, data_html=data_html, bundle=bundle, faces=faces, **kw))
+    return _save(out, render(title, metrics, results, data_html=data_html, bundle=bundle,
+                             faces=bool(metrics.get("faces")), **kw))
 
 
 # ---- a training run ---------------------------------------------------------------------------------------
@@ -377,7 +391,7 @@ def _run_training_html(run_dir: Path, meta: dict, metrics: dict) -> str:
     if kept:
         acc = f", validation accuracy {kept['val_accuracy']:.4f}" if kept.get("val_accuracy") is not None else ""
         out.append(f"<p>Kept: <b data-score=\"kept_epoch\" data-value=\"{kept['epoch']}\">epoch {kept['epoch']}</b> "
-                   f"of {kept['of']} run, the lowest validation loss ({kept['val_loss']:.4f}{acc}); "
+                   f"of {kept['of']}, the one with the lowest validation loss ({kept['val_loss']:.4f}{acc}); "
                    f"<code>{esc(metrics.get('weights', 'weights/best.keras'))}</code> holds it and was tested.")
         planned = train.get("epochs")
         if train.get("early_stopping") and planned and kept["of"] < planned:
