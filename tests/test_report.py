@@ -241,3 +241,14 @@ def test_evaluate_report_with_faces_draws_boxes(tmp_path, capsys):
     text = out.read_text()
     assert re.search(r'data-metric="face_found">1<', text) and "no face found" in text
     assert "Grad-CAM: face crop" in text and len(read_page(out).cards) == 2
+
+
+def test_tensorboard_missing_is_a_usage_error_before_any_run_folder(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    data = demo.make_dataset(tmp_path / "data", n_per_class=3)
+    assert main(["train", str(data), "--tensorboard", "--project", str(tmp_path / "runs")]) == 2
+    assert "pip install 'happysad[tensorboard]'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

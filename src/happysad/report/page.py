@@ -29,6 +29,7 @@ PREDICTIONS = "predictions.jsonl"  # one predict result per evaluated image, wit
 GALLERY_WRONG = 12
 GALLERY_UNSURE = 6
 THUMB = 180  # px, longest side of gallery pictures
+ANNOTATE_SIDE = 360  # px: small photos are enlarged to about this before their face boxes are drawn
 SIZE_SAMPLE = 2000  # image sizes are read from at most this many files (headers only)
 
 esc = html.escape
@@ -44,7 +45,7 @@ td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:right} td:first-child
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(165px,1fr));gap:.7rem}
 .card{margin:0;border:1px solid #ddd;border-radius:6px;padding:.4rem;background:#fafafa;overflow:hidden}
 .card.wrong{border-color:#d33} .pics{display:flex;gap:.3rem} .pics img{width:50%;object-fit:contain;
-max-height:180px;background:#fff} .card figcaption{font-size:.8rem;word-break:break-all;margin-top:.3rem}
+max-height:180px;background:#fff} .card figcaption{font-size:.8rem;overflow-wrap:anywhere;margin-top:.3rem}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:.5rem;margin:.5rem 0}
 .figs img{width:100%;max-width:520px} @media (max-width:500px){td,th{padding:.15rem .3rem} table{font-size:.85rem}}
 """
@@ -273,8 +274,10 @@ def _card(r: dict, ex, kind: str) -> str:
     pics = []
     try:
         img, _ = images.decode(r["path"], "RGB", allowed_formats=None)
-        if r.get("faces"):  # the photo with the boxes of the faces found
-            img = face_tools.annotate(img, r)
+        if r.get("faces"):  # the photo with the boxes of the faces found, drawn big enough to read
+            k = max(1, -(-ANNOTATE_SIDE // min(img.size)))
+            img = face_tools.annotate(img.resize((img.width * k, img.height * k)),
+                                      {**r, "faces": [{**f, "box": [v * k for v in f["box"]]} for f in r["faces"]]})
         pics.append(_img(thumbnail(img), f"{name}", "pic"))
     except Exception as e:  # a file moved or deleted since it was evaluated
         pics.append(f"<small>{esc(getattr(e, 'detail', None) or str(e))}</small>")
