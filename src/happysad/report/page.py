@@ -268,6 +268,7 @@ def _gradcams(paths: list[str], bundle, faces: bool | None) -> dict:
 def _card(r: dict, ex, kind: str) -> str:
     from .. import faces as face_tools
     from .. import images
+    from ..errors import HappysadError
 
     name = Path(r["path"]).name
     p_pred, p_true = r["probabilities"][r["label"]], r["probabilities"][r["true"]]
@@ -279,7 +280,7 @@ def _card(r: dict, ex, kind: str) -> str:
             img = face_tools.annotate(img.resize((img.width * k, img.height * k)),
                                       {**r, "faces": [{**f, "box": [v * k for v in f["box"]]} for f in r["faces"]]})
         pics.append(_img(thumbnail(img), f"{name}", "pic"))
-    except Exception as e:  # a file moved or deleted since it was evaluated
+    except (HappysadError, OSError) as e:  # a file moved or deleted since it was evaluated
         pics.append(f"<small>{esc(getattr(e, 'detail', None) or str(e))}</small>")
     what = ""
     if ex is not None and ex.error is None and ex.overlay is not None:
