@@ -61,7 +61,7 @@ def main() -> int:
 
     import keras
 
-    from happysad import bundle
+    from happysad import bundle, files
 
     keras.utils.set_random_seed(args.seed)
     d = gpu.load_fer(args.fer, args.cache)
@@ -100,7 +100,7 @@ def main() -> int:
     meta = json.loads(json.dumps(src.meta))
     meta["train"] = {**meta.get("train", {}), "swa": {"from": args.model, "epochs": args.epochs, "lr": args.lr}}
     meta.pop("model_card", None)
-    bundle.write_json(args.out / "meta.json", meta)
+    files.write_json(args.out / "meta.json", meta)
     card = train_fer.summarize("happy-sad", args.out)
     emit(event="done", train_s=round(train_s), images_per_s=round(len(x) * args.epochs / train_s),
          **{k: card[k] for k in ("val_accuracy", "val_accuracy_tta", "confusion")})

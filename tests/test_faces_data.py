@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from happysad import cli, clean, split
+from happysad import cli, clean, folders, split
 
 data = pytest.importorskip("skimage.data")
 
@@ -62,7 +62,7 @@ def test_clean_faces_quarantines_faceless_photos_and_writes_crops(photos, tmp_pa
     assert cli.main(["clean", str(photos), "--restore", "--quarantine", str(q)]) == 0
     assert sorted(p.relative_to(photos).as_posix() for p in photos.rglob("*.jpg")) == before
     # both faces of one photo always land in the same split
-    groups = split.source_groups(out)
+    groups = folders.source_groups(out)
     assert groups["happy/happy0_face0.png"] == groups["happy/happy0_face1.png"]
     for seed in range(5):
         rows, _ = split.split_folder(out, ratios=(0.5, 0.25, 0.25), seed=seed)

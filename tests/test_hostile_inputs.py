@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from happysad import bundle, cli, faces, photo
+from happysad import bundle, cli, faces, files, photo
 from happysad.errors import HappysadError
 
 # ----------------------------------------------------------------------------- numeric options
@@ -271,10 +271,10 @@ def photo_model(root, tiny_models, **member_changes):
     classes = ["happy", "sad"]
     names = photo.feature_names(classes)
     fusion = photo.Linear(names, np.zeros(len(names)), np.ones(len(names)), np.zeros((len(names), 2)), np.zeros(2))
-    bundle.write_json(root / photo.FUSION_NAME, fusion.to_json())
+    files.write_json(root / photo.FUSION_NAME, fusion.to_json())
     meta = bundle.make_meta(classes=classes, img_size=(8, 8), color_mode="rgb", arch="photo", kind=photo.KIND,
                             members={"face": "face", "scene": "scene"}, fusion=photo.FUSION_NAME)
-    bundle.write_json(root / "meta.json", meta)
+    files.write_json(root / "meta.json", meta)
     return root
 
 

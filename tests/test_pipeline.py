@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from happysad import bundle, evaluate, predict
+from happysad import bundle, evaluate, files, predict
 from happysad.errors import HappysadError
 
 
@@ -73,7 +73,7 @@ def test_safe_mode_refuses_lambda_layers(tmp_path):
     out = keras.layers.Lambda(lambda x: x * 2)(inp)
     m = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(out)))
     m.save(tmp_path / "evil.keras")
-    bundle.write_json(tmp_path / "meta.json", {"format_version": 1, "classes": ["a", "b"],
+    files.write_json(tmp_path / "meta.json", {"format_version": 1, "classes": ["a", "b"],
                                                "input": {"height": 8, "width": 8, "color_mode": "rgb"}})
     with pytest.raises(HappysadError, match="cannot load"):
         bundle.load(tmp_path / "evil.keras")

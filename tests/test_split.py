@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from happysad import split
+from happysad import folders, split
 from happysad.errors import HappysadError, UsageError
 
 from conftest import make_shapes
@@ -53,9 +53,9 @@ def test_classes_subset_and_errors(tmp_path):
     rows, _ = split.split_folder(data, None, classes=["square", "circle"])
     assert {r.label for r in rows} == {"square", "circle"}
     with pytest.raises(UsageError, match="no class folder named hexagon"):
-        split.list_classes(data, ["circle", "hexagon"])
+        folders.list_classes(data, ["circle", "hexagon"])
     with pytest.raises(UsageError, match="at least 2"):
-        split.list_classes(tmp_path / "d" / "circle")
+        folders.list_classes(tmp_path / "d" / "circle")
     with pytest.raises(UsageError, match="ratios"):
         split.check_ratios([0.5, 0.6, 0.1])
     assert split.check_ratios([0.8, 0.2]) == (0.8, 0.2, 0.0)

@@ -7,64 +7,26 @@ Saving is atomic (write a temporary file, then rename); loading uses Keras' safe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import photo
+from . import __version__, faces, photo
 from .errors import HappysadError
+from .files import atomic_path, write_json  # noqa: F401 (bundle.write_json: bench/ scripts write meta.json with it)
+from .runtime import RUNTIME_SUFFIXES, load_runtime
 
 FORMAT_VERSION = 1
 META_NAME = "meta.json"
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
 
-def _default_mode() -> int:
-    """The mode a plain open() would give a new file (mkstemp makes them owner-only)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-@contextlib.contextmanager
-def _atomic(path: str | os.PathLike, suffix: str = ".tmp"):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename, so a crash
-    leaves either the old file or the new one. On failure the temporary file is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (flushed to disk before the rename)."""
-    with _atomic(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    return Path(path)
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
 def save_keras(model, path: str | os.PathLike) -> Path:
     """``model.save`` to a temporary ``.keras`` file in the same folder, then rename over ``path``."""
-    with _atomic(path, suffix=".tmp.keras") as tmp:
+    with atomic_path(path, suffix=".tmp.keras") as tmp:
         model.save(tmp)
     return Path(path)
 
@@ -73,8 +35,6 @@ def make_meta(*, classes, img_size, color_mode, arch, **extra) -> dict:
     """The meta.json contract (format_version 1). ``extra`` adds training facts (seed, split, ...)."""
     import keras
     import tensorflow as tf
-
-    from . import __version__
 
     h, w = img_size
     meta = {
@@ -119,8 +79,6 @@ def _bad(where: str, field_: str, what: str, value) -> HappysadError:
 
 def _check_faces(cfg, where: str) -> None:
     """The optional ``faces`` entry of a face model: true, or the crop settings (faces.settings())."""
-    from . import faces
-
     if cfg is None or isinstance(cfg, bool):
         return
     if not isinstance(cfg, dict):
@@ -364,8 +322,6 @@ def load(ref: str | os.PathLike) -> Bundle:
                                     f"photo model's {meta['classes']}")
         return Bundle(model=None, meta=meta, path=model_path, name=str(ref), members=members,
                       extra={"fusion": photo.read_fusion(model_path, meta)})
-    from .runtime import RUNTIME_SUFFIXES, load_runtime
-
     if model_path.suffix.lower() in RUNTIME_SUFFIXES:
         model = load_runtime(model_path)
     else:

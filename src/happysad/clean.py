@@ -36,10 +36,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import images
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
+from tqdm import tqdm
+
+from . import dedup, faces as face_tools, files, images
 from .errors import HappysadError, UsageError
+from .folders import list_classes
 from .images import shown
-from .split import list_classes
+from .report import write_clean_html
 
 MIN_SIDE = 32
 MIN_BYTES = 0  # the seed dropped files under 10 KB; by pixels is the better rule, so this is off
@@ -109,11 +117,9 @@ def default_faces_folder(data: str | os.PathLike) -> Path:
 def mark_no_face(checks: Sequence[FileCheck], progress: bool | None = None) -> dict[str, list]:
     """Run the face detector on every kept file; those without a face get reason ``no_face``. Returns
     relative path -> faces for the files that have some."""
-    from . import faces
-
     todo = [c for c in checks if c.ok]
     bar = _progress(len(todo), "finding faces", progress)
-    found = faces.find_faces_in_files([c.path for c in todo],
+    found = face_tools.find_faces_in_files([c.path for c in todo],
                                       progress=(lambda _: bar.update(1)) if bar is not None else None)
     if bar is not None:
         bar.close()
@@ -123,8 +129,8 @@ def mark_no_face(checks: Sequence[FileCheck], progress: bool | None = None) -> d
             detections[c.rel] = fs
         else:
             c.ok, c.reason = False, "no_face"
-            c.detail = (f"no face found (BlazeFace, score >= {faces.MIN_SCORE}, "
-                        f"box >= {faces.MIN_FACE} px)")
+            c.detail = (f"no face found (BlazeFace, score >= {face_tools.MIN_SCORE}, "
+                        f"box >= {face_tools.MIN_FACE} px)")
     return detections
 
 
@@ -160,9 +166,7 @@ def check_file(path: Path, rel: str, label: str, min_side: int = MIN_SIDE, min_b
     fc = FileCheck(path, rel, label, True, sha256=digest, format=info.format, width=info.width,
                    height=info.height, frames=info.frames)
     if want_phash:
-        import imagehash
-
-        fc.phash = int(str(imagehash.phash(img)), 16)
+        fc.phash = dedup.phash(img)
     if min(info.width, info.height) < min_side:
         fc.ok, fc.reason = False, "too_small"
         fc.detail = f"{info.width}x{info.height} px, shortest side under {min_side} px"
@@ -226,32 +230,7 @@ def _progress(total: int, desc: str, show: bool | None):
         show = sys.stderr.isatty() and os.environ.get("HAPPYSAD_NO_PROGRESS", "") in ("", "0")
     if not show:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
-
-
-def near_duplicate_groups(hashes: Sequence[int], max_distance: int) -> list[int]:
-    """Group index per item: items whose 64-bit perceptual hashes differ in at most ``max_distance``
-    bits are joined (transitively, union-find)."""
-    import numpy as np
-
-    h = np.array([x & 0xFFFFFFFFFFFFFFFF for x in hashes], dtype=np.uint64)
-    parent = list(range(len(h)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(len(h) - 1):
-        close = np.nonzero(np.bitwise_count(h[i + 1:] ^ h[i]) <= max_distance)[0]
-        for j in close:
-            a, b = find(i), find(i + 1 + int(j))
-            if a != b:
-                parent[b] = a
-    return [find(i) for i in range(len(h))]
 
 
 def _mtime(p: Path) -> float:
@@ -269,7 +248,7 @@ def mark_duplicates(checks: Iterable[FileCheck], near_dup_distance: int = 0) -> 
     groups: dict[object, list[FileCheck]] = defaultdict(list)
     if near_dup_distance > 0 and all(c.phash is not None for c in ok):
         # identical bytes decode to identical pixels, so exact copies always share a pHash group
-        for c, g in zip(ok, near_duplicate_groups([c.phash for c in ok], near_dup_distance)):
+        for c, g in zip(ok, dedup.near_duplicate_groups([c.phash for c in ok], near_dup_distance)):
             groups[g].append(c)
     else:
         for c in ok:
@@ -290,17 +269,13 @@ def mark_duplicates(checks: Iterable[FileCheck], near_dup_distance: int = 0) -> 
                 m.ok, m.reason, m.detail = False, "duplicate", f"same content as {shown(keep.rel)}"
             else:
                 m.ok, m.reason = False, "near_duplicate"
-                m.detail = f"looks the same as {shown(keep.rel)} (pHash distance {_hamming(m.phash, keep.phash)})"
+                m.detail = f"looks the same as {shown(keep.rel)} (pHash distance {dedup.hamming(m.phash, keep.phash)})"
 
 
 def _some(members: Sequence[FileCheck], n: int = 5) -> str:
     """The first few paths of a group (a huge group must not make every detail string huge)."""
     names = ", ".join(shown(m.rel) for m in members[:n])
     return names + (f" and {len(members) - n} more" if len(members) > n else "")
-
-
-def _hamming(a: int | None, b: int | None) -> int:
-    return bin((a or 0) ^ (b or 0)).count("1")
 
 
 def _manifest_line(entry: dict) -> str:
@@ -329,22 +304,8 @@ def _read_manifest_lines(qdir: Path) -> list[str]:
 
 def _write_manifest_lines(qdir: Path, lines: Sequence[str]) -> None:
     """Replace the manifest in one rename (flushed first): a crash leaves the old one or the new one."""
-    import tempfile
-
     data = "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=qdir)
-    try:
-        with open(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(OSError):  # keep the manifest's mode (mkstemp makes it owner-only)
-            os.chmod(tmp, stat.S_IMODE(os.stat(Path(qdir) / MANIFEST).st_mode))
-        os.replace(tmp, Path(qdir) / MANIFEST)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    files.atomic_write_bytes(Path(qdir) / MANIFEST, data)
 
 
 def _entry_problem(e) -> str | None:
@@ -467,9 +428,7 @@ def lock_data_folder(data: str | os.PathLike):
     """Only one clean or restore at a time on a data folder: two runs moving the same files report each
     other's moves as failures and write every line twice. The lock is on the data folder itself (no lock
     file is left behind) and the system drops it when the process ends, even on kill -9."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here
+    if fcntl is None:  # Windows: no advisory locks here
         yield
         return
     try:
@@ -557,8 +516,6 @@ def _write_html(report: CleanReport, out: Path) -> str:
     """The HTML report, from a copy that names files for showing and points at each file's exact place
     (report.py opens ``quarantine / quarantined``; an absolute path there wins). Pipes and devices get
     no card: reading one for a preview would block."""
-    from .report import write_clean_html
-
     shown_rejects = [{**_shown_entry(e), "quarantined": os.path.abspath(
                          report.quarantine / e["quarantined"] if e.get("quarantined") else report.data / e["path"])}
                      for e in report.rejected if e["reason"] != "not_a_file"]
@@ -639,10 +596,8 @@ def _clean_locked(root, qdir, classes, min_side, dry_run, on_reject, min_bytes, 
         report.faces = {"faces_folder": str(fdir), "images_with_faces": len(detections),
                         "faces": sum(len(v) for v in detections.values())}
         if not dry_run:
-            from .faces import build_face_dataset
-
             kept = [(c.rel, c.label) for c in checks if c.ok]
-            report.faces = build_face_dataset(root, fdir, kept, detections=detections).to_json()
+            report.faces = face_tools.build_face_dataset(root, fdir, kept, detections=detections).to_json()
     report.by_reason = dict(sorted(Counter(e["reason"] for e in report.rejected).items()))
     report.by_class = {shown(k): dict(v) for k, v in sorted(by_class.items())}
     out = Path(report_html) if report_html else (None if dry_run or not report.rejected else qdir / REPORT)

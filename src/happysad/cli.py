@@ -83,7 +83,7 @@ def _print_json(obj) -> None:
 
 
 def _classes(args):
-    from .split import parse_classes
+    from .folders import parse_classes
 
     return parse_classes(getattr(args, "classes", None))
 

@@ -7,15 +7,17 @@ color, rotation, line width, eyes, brows and noise, so a model has to learn the 
 
 from __future__ import annotations
 
-import io
-import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from . import clean, evaluate, predict, split, train
+from .errors import UsageError
 
 CLASSES = ("happy", "sad")
 SIZE = 96  # side of the saved images
@@ -107,8 +109,6 @@ def plant_junk(data: str | os.PathLike, seed: int = 0) -> list[str]:
 def run_demo(workdir: str | os.PathLike = "demo", n_per_class: int = 400, epochs: int = 20,
              img_size: int = 48, seed: int = 0, verbose: bool = True) -> dict:
     """The whole pipeline on generated data. Returns where everything went and the key figures."""
-    from . import clean, evaluate, predict, split, train
-
     def say(msg):
         if verbose:
             print(msg, file=sys.stderr, flush=True)
@@ -119,11 +119,7 @@ def run_demo(workdir: str | os.PathLike = "demo", n_per_class: int = 400, epochs
     marker = work / ".happysad-demo"
     if work.exists() and any(work.iterdir()):
         if not marker.exists():
-            from .errors import UsageError
-
             raise UsageError(f"{work}: folder exists and was not made by the demo; choose another --workdir")
-        import shutil
-
         shutil.rmtree(work)  # only ever a folder the demo made itself (it holds the marker file)
     work.mkdir(parents=True, exist_ok=True)
     marker.write_text("made by happysad demo; safe to delete\n")

@@ -14,7 +14,7 @@ import numpy as np
 from .bundle import Bundle
 from .errors import UsageError
 from .predict import Predictor
-from .split import list_classes, list_items
+from .folders import list_classes, list_items
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:

@@ -20,8 +20,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from . import images, photo
-from .bundle import Bundle, atomic_write_bytes, load
+from . import faces as face_tools, images, photo
+from .bundle import Bundle, load
+from .files import atomic_write_bytes
 from .errors import HappysadError, UsageError
 from .predict import Predictor, face_settings, probabilities
 
@@ -112,14 +113,12 @@ def _largest_face(img: Image.Image, b: Bundle, cfg: dict):
     """(aligned crop of the largest face at 4x the model's input, its box as left, top, right, bottom),
     or None: what ``predict`` classifies for a face model (``cfg``: its meta.json ``faces``), framed
     the same way."""
-    from . import faces
-
-    found = faces.detector(cfg.get("detector", faces.DETECTOR)).detect(img)
-    if not found or faces.is_face_crop(img, found, cfg.get("margin", faces.MARGIN)):
+    found = face_tools.detector(cfg.get("detector", face_tools.DETECTOR)).detect(img)
+    if not found or face_tools.is_face_crop(img, found, cfg.get("margin", face_tools.MARGIN)):
         return None  # no face, or the image already is a face crop: explain it whole
     f = found[0]
     h, w = b.image_size
-    crop = faces.crop(img, f, (4 * w, 4 * h), "RGB", **faces.crop_options(cfg))
+    crop = face_tools.crop(img, f, (4 * w, 4 * h), "RGB", **face_tools.crop_options(cfg))
     x, y, bw, bh = f.box
     return crop, (x, y, x + bw, y + bh)
 

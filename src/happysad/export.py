@@ -9,14 +9,13 @@ the TFLite converter underneath); if that fails, tf2onnx or ``tf.lite.TFLiteConv
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import bundle as bundles
-from . import photo
+from . import files, photo
 from .errors import HappysadError, UsageError
 
 FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
@@ -97,21 +96,14 @@ def export(model: bundles.Bundle | str | os.PathLike, fmt: str = "onnx",
     dest, meta_dest = _out_path(out, b, fmt)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _build(b.model, b)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=FORMATS[fmt], dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # converter deprecation chatter
-            (_export_onnx if fmt == "onnx" else _export_tflite)(b.model, tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with files.atomic_path(dest, suffix=FORMATS[fmt]) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # converter deprecation chatter
+        (_export_onnx if fmt == "onnx" else _export_tflite)(b.model, Path(tmp))
     meta = dict(b.meta)
     meta["export"] = {"format": fmt, "from": str(b.path)}
     # The run's own meta.json already describes the model when exporting beside it.
     if meta_dest.resolve() != (dest.parent / bundles.META_NAME).resolve() or not meta_dest.is_file():
-        bundles.write_json(meta_dest, meta)
+        files.write_json(meta_dest, meta)
     return dest
 
 
@@ -125,8 +117,8 @@ def _export_photo(b: bundles.Bundle, fmt: str, out: str | os.PathLike | None) ->
         raise UsageError(f"--out {dest}: folder exists and is not empty")
     for member in photo.MEMBERS:
         export(b.members[member], fmt, dest / b.meta["members"][member])
-    bundles.atomic_write_bytes(dest / photo.FUSION_NAME, (Path(b.path) / b.meta.get("fusion", photo.FUSION_NAME)).read_bytes())
+    files.atomic_write_bytes(dest / photo.FUSION_NAME, (Path(b.path) / b.meta.get("fusion", photo.FUSION_NAME)).read_bytes())
     meta = dict(b.meta)
     meta["export"] = {"format": fmt, "from": str(b.path)}
-    bundles.write_json(dest / bundles.META_NAME, meta)  # last: only a complete folder is a model
+    files.write_json(dest / bundles.META_NAME, meta)  # last: only a complete folder is a model
     return dest

@@ -13,15 +13,21 @@ Everything is deterministic: the same image gives the same boxes and the same cr
 
 from __future__ import annotations
 
+import csv
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
+from . import images
 from .errors import HappysadError
+from .folders import SOURCES, list_classes
+from .runtime import litert_interpreter
 
 INSTALL_HINT = "pip install ai-edge-litert (or tensorflow, whose tf.lite also runs them)"
 
@@ -133,8 +139,6 @@ class _Net:
     """One BlazeFace model on LiteRT: a size x size RGB square -> candidate faces."""
 
     def __init__(self, kind: str, threads: int | None):
-        from .runtime import litert_interpreter
-
         self.kind, self.size = kind, MODELS[kind]["size"]
         self.interpreter = litert_interpreter(model_file(kind), threads, hint=INSTALL_HINT)
         outs = sorted(self.interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
@@ -330,8 +334,6 @@ PALETTE = ["#1f9d55", "#d6336c", "#1c7ed6", "#f59f00", "#7048e8", "#0ca678", "#e
 def annotate(image: Image.Image, result: dict, classes: list[str] | None = None) -> Image.Image:
     """A copy of ``image`` with each face's box and label drawn (``result`` as ``predict`` returns it);
     without faces, the image label in the corner."""
-    from PIL import ImageDraw, ImageFont
-
     img = image.convert("RGB")
     classes = classes or list(result["probabilities"])
     draw = ImageDraw.Draw(img)
@@ -369,8 +371,6 @@ class AnnotatedWriter:
         self._used: set[str] = set()
 
     def write(self, source: str, result: dict) -> Path:
-        from . import images
-
         img, _ = images.decode(source, "RGB", allowed_formats=None)
         stem = Path(source).stem or "image"
         name, i = f"{stem}.jpg", 1
@@ -402,9 +402,6 @@ class FaceDataset:
 
 def _map_files(fn, paths: list, workers: int | None = None, progress=None) -> list:
     """``fn`` over ``paths`` in a thread pool (LiteRT and Pillow release the GIL), in order."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
     out = []
     with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 2)) as pool:
         for item in pool.map(fn, paths):
@@ -415,8 +412,6 @@ def _map_files(fn, paths: list, workers: int | None = None, progress=None) -> li
 
 
 def _decode(path) -> Image.Image | None:
-    from . import images
-
     try:
         return images.decode(path, "RGB", allowed_formats=None)[0]
     except images.ImageError:
@@ -443,11 +438,6 @@ def build_face_dataset(src: str | Path, out: str | Path, rels: list[tuple[str, s
     naming each crop's source photo and box. ``rels`` limits it to these (relative path, label) pairs;
     ``detections`` (relative path -> faces) reuses faces already found. Photos without a face are listed
     in the result, not copied. Nothing in ``src`` is changed."""
-    import csv
-
-    from . import images
-    from .split import SOURCES, list_classes
-
     src, out = Path(src), Path(out)
     if rels is None:
         names = list_classes(src, classes, min_classes=1)

@@ -23,6 +23,7 @@ face model. The page draws every face's box and label.
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at run time, and
 # they name types imported inside create_app.
 import asyncio
+import json
 import queue
 import threading
 import time
@@ -35,6 +36,7 @@ import numpy as np
 
 from . import __version__, images
 from .errors import HappysadError, UsageError
+from .predict import Predictor
 
 # Defaults, in one place.
 HOST = "127.0.0.1"
@@ -216,8 +218,6 @@ class BodyLimit:
 
 
 async def _send_json(send, err: ApiError) -> None:
-    import json
-
     data = json.dumps(err.body()).encode()
     await send({"type": "http.response.start", "status": err.status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
@@ -276,8 +276,6 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
-
-    from .predict import Predictor
 
     if max_upload_mb <= 0 or max_files < 1 or max_batch < 1 or max_pending < 1 or decode_workers < 1:
         raise UsageError("max_upload_mb, max_files, max_batch, max_pending and decode_workers must be positive")

@@ -9,23 +9,24 @@ one split, per-class proportions are kept (stratified), and files with identical
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import dedup, files
 from .errors import HappysadError, UsageError
-from .images import iter_files
+from .folders import list_classes, list_items, source_groups
+from .images import decode
 
 DEFAULT_RATIOS = (0.7, 0.2, 0.1)
 SPLITS = ("train", "val", "test")
 COLUMNS = ("path", "label", "split", "group")
-SOURCES = "faces.csv"  # in a face folder (clean/train --faces): the photo each crop came from
 
 
 @dataclass(frozen=True)
@@ -34,81 +35,6 @@ class Row:
     label: str
     split: str
     group: str
-
-
-def list_classes(data: str | os.PathLike, classes: Sequence[str] | None = None,
-                 min_classes: int = 2) -> list[str]:
-    """Class names: the visible sub-folders of ``data`` (sorted), or the ``classes`` asked for, in that
-    order, after checking each exists."""
-    root = Path(data)
-    if not root.is_dir():
-        raise UsageError(f"{root}: not a folder (expected a folder with one sub-folder per class)")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if classes:
-        classes = [c.strip() for c in classes if c.strip()]
-        missing = [c for c in classes if c not in found]
-        if missing:
-            raise UsageError(f"{root}: no class folder named {', '.join(missing)} "
-                             f"(found: {', '.join(found) or 'none'})")
-        if len(set(classes)) != len(classes):
-            raise UsageError(f"--classes lists a class twice: {','.join(classes)}")
-        found = list(classes)
-    if len(found) < min_classes:
-        raise UsageError(f"{root}: needs at least {min_classes} class folder(s), found {len(found)} "
-                         f"({', '.join(found) or 'none'})")
-    return found
-
-
-def parse_classes(text: str | None) -> list[str] | None:
-    """'happy,sad' -> ['happy', 'sad']; None stays None."""
-    if text is None:
-        return None
-    out = [c.strip() for c in text.split(",") if c.strip()]
-    if len(out) < 2:
-        raise UsageError(f"--classes needs at least two names separated by commas, got {text!r}")
-    return out
-
-
-def content_key(path: str | os.PathLike) -> str | None:
-    """sha256 of the file's bytes (16 hex digits), or None if it is unreadable or not an image.
-
-    Only the header is parsed (Pillow's lazy open); pixels are decoded later, in ``data``.
-    """
-    from PIL import Image
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return None
-    if not data:
-        return None
-    try:
-        with Image.open(io.BytesIO(data)):
-            pass
-    except Exception:
-        return None
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def list_items(data: str | os.PathLike, classes: Sequence[str]) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """All image files under each class folder (recursively) as (relative path, label, content key),
-    and the files skipped because they are not images."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    root = Path(data)
-    files: list[tuple[Path, str]] = []
-    for label in classes:
-        files += [(p, label) for p in iter_files(root / label)]
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        keys = list(pool.map(lambda f: content_key(f[0]), files))
-    items, skipped = [], []
-    for (p, label), key in zip(files, keys):
-        rel = p.relative_to(root).as_posix()
-        if key is None:
-            skipped.append(rel)
-        else:
-            items.append((rel, label, key))
-    return items, skipped
 
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
@@ -160,17 +86,12 @@ def assign(items: Iterable[tuple[str, str, str]], ratios: Sequence[float] = DEFA
 
 def write_manifest(rows: Sequence[Row], out: str | os.PathLike) -> Path:
     """Write the CSV atomically (same content for the same data and seed, byte for byte)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO(newline="")
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for row in rows:
         w.writerow([row.path, row.label, row.split, row.group])
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(buf.getvalue(), encoding="utf-8", newline="")
-    os.replace(tmp, out)
-    return out
+    return files.atomic_write_bytes(out, buf.getvalue().encode("utf-8"))
 
 
 def read_manifest(path: str | os.PathLike) -> list[Row]:
@@ -216,37 +137,20 @@ def counts(rows: Sequence[Row]) -> dict[str, dict[str, int]]:
 def near_duplicate_group_ids(data: str | os.PathLike, items: Sequence[tuple[str, str, str]],
                              max_distance: int) -> dict[str, str]:
     """path -> group id joining pictures within ``max_distance`` pHash bits (decodes every image once)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import imagehash
-
-    from .clean import near_duplicate_groups
-    from .images import decode
-
     def phash(rel):
         try:
-            return int(str(imagehash.phash(decode(Path(data) / rel, "RGB", allowed_formats=None)[0])), 16)
+            return dedup.phash(decode(Path(data) / rel, "RGB", allowed_formats=None)[0])
         except Exception:
             return None
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         hashes = list(pool.map(phash, [p for p, _, _ in items]))
     known = [(item, h) for item, h in zip(items, hashes) if h is not None]
-    gid = near_duplicate_groups([h for _, h in known], max_distance)
+    gid = dedup.near_duplicate_groups([h for _, h in known], max_distance)
     name: dict[int, str] = {}
     for ((_, _, key), _), g in zip(known, gid):
         name.setdefault(g, key)  # a group is named after one member's content key
     return {path: name[g] for ((path, _, _), _), g in zip(known, gid)}
-
-
-def source_groups(folder: str | os.PathLike) -> dict[str, str] | None:
-    """For a face folder (one with faces.csv): crop path -> its source photo, so that all faces of one
-    photo land in the same split. None for other folders."""
-    p = Path(folder) / SOURCES
-    if not p.is_file():
-        return None
-    with open(p, newline="") as fh:
-        return {r["path"]: f"photo:{r['source']}" for r in csv.DictReader(fh)}
 
 
 def split_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,

@@ -10,10 +10,12 @@ stopping for ``default``) -> save -> evaluate the best weights on the held-out t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -21,8 +23,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
-from . import bundle, data, faces, model as models, report, split as splitting
+from . import bundle, data, faces, files, folders, model as models, report, split as splitting
 from .errors import HappysadError, UsageError
 from .evaluate import evaluate_files
 from .predict import Predictor
@@ -145,9 +148,9 @@ def _rows_with_val_folder(data_dir: Path, val_dir: Path, classes: list[str], ver
     """All of ``data_dir`` trains; ``val_dir`` (same class folders) selects the model and is reported.
     Validation files keep their absolute path in the manifest. Training copies of validation content
     are dropped, so the two never share an image."""
-    splitting.list_classes(val_dir, classes)
-    train_items, _ = splitting.list_items(data_dir, classes)
-    val_items, _ = splitting.list_items(val_dir, classes)
+    folders.list_classes(val_dir, classes)
+    train_items, _ = folders.list_items(data_dir, classes)
+    val_items, _ = folders.list_items(val_dir, classes)
     val_keys = {k for _, _, k in val_items}
     rows = [splitting.Row(p, lab, "train", k) for p, lab, k in train_items if k not in val_keys]
     dropped = len(train_items) - len(rows)
@@ -198,8 +201,6 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int, done: list
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
             if _show_progress() and chief:
-                from tqdm import tqdm
-
                 self.bar = tqdm(total=n_train_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                                 leave=False, file=sys.stderr, unit="batch")
 
@@ -304,7 +305,7 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
     # A distributed strategy must exist before TensorFlow runs any op.
     strategy = make_strategy(cfg.distributed)
     chief, task = _cluster_role()
-    classes = splitting.list_classes(data_dir, cfg.classes)
+    classes = folders.list_classes(data_dir, cfg.classes)
     run_dir = None
     if cfg.faces:  # the crops live in the run folder, so it comes first
         if cfg.split:
@@ -330,7 +331,7 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
         **({"arch_options": {"width": cfg.width}} if cfg.width else {}),
         **cfg.extra_meta,
     )
-    bundle.write_json(run_dir / "meta.json", meta)
+    files.write_json(run_dir / "meta.json", meta)
     _log(f"run folder: {run_dir}", cfg.verbose and chief)
     return _fit(run_dir, cfg, data_dir, classes, rows, meta, [], strategy, chief, t_start)
 
@@ -359,9 +360,8 @@ def _init_weights(net, cfg: TrainConfig, verbose: bool) -> None:
 def _new_run(cfg: TrainConfig, chief: bool, task: int) -> Path:
     if chief:
         return new_run_dir(cfg.project, cfg.name)
-    import tempfile  # other workers write only to a private scratch folder
-
-    return Path(tempfile.mkdtemp(prefix=f"happysad-{task}-"))
+    return Path(tempfile.mkdtemp(  # other workers write only to a private scratch folder
+        prefix=f"happysad-{task}-"))
 
 
 def _face_data(data_dir: Path, run_dir: Path, cfg: TrainConfig, classes: list[str]) -> tuple[Path, TrainConfig]:
@@ -421,7 +421,7 @@ def _rewrite_results(path: Path, keep_epochs: int) -> None:
     width = lines[0].count(",")
     kept = [lines[0]] + [ln for ln in lines[1:] if ln.endswith("\n") and ln.count(",") == width
                          and int(ln.split(",")[0]) < keep_epochs]  # drops a row torn by the kill
-    bundle.atomic_write_bytes(path, "".join(kept).encode() if keep_epochs else b"")
+    files.atomic_write_bytes(path, "".join(kept).encode() if keep_epochs else b"")
 
 
 def _check_split(rows, data_dir: Path) -> None:
@@ -460,8 +460,6 @@ def _prebuild(net, ds, strategy) -> None:
 
 def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], rows, meta: dict,
          done: list[dict], strategy, chief: bool, t_start: float) -> TrainResult:
-    import contextlib
-
     import keras
 
     by_split = {s: [r for r in rows if r.split == s] for s in splitting.SPLITS}
@@ -541,9 +539,9 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
     metrics.update(split=eval_split, weights="weights/best.keras", epochs_run=epochs_run,
                    train_seconds=round(train_seconds, 1),
                    images_per_second=round(len(by_split["train"]) * epochs_here / max(train_seconds, 1e-9), 1))
-    bundle.write_json(run_dir / "metrics.json", metrics)
+    files.write_json(run_dir / "metrics.json", metrics)
     meta["metrics"] = {k: metrics[k] for k in ("split", "accuracy", "n", "macro_f1", "roc_auc") if k in metrics}
-    bundle.write_json(run_dir / "meta.json", meta)
+    files.write_json(run_dir / "meta.json", meta)
     report.plot_curves(run_dir / "results.csv", run_dir / "curves.png", title=f"{run_dir.name} ({cfg.arch})")
     report.plot_confusion(metrics["confusion"], classes, run_dir / "confusion_matrix.png",
                           title=f"{run_dir.name} {eval_split}")

@@ -32,10 +32,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import bundle, faces, images, photo
+from . import bundle, faces, files, images, photo
 from .errors import UsageError
+from .folders import list_classes, list_items
+from .model import efficientnet_lite0, efficientnet_lite0_top
 from .predict import MAX_FACES, face_settings, image_probabilities, probabilities
-from .split import content_key, list_classes, list_items
 
 SCENE_SIZE = 224
 SCENE_L2 = 1000.0    # ridge strength of the linear scene head (grouped CV on the shared web photos, docs/photo.md)
@@ -162,8 +163,6 @@ class FaceNet:
 def backbone_from(ref: str | os.PathLike | None, weights: str | os.PathLike | None):
     """The frozen scene backbone: Lite0 filled from ``weights`` (a ``.weights.h5`` written by
     bench/convert_lite0.py) or taken from the scene member of photo model ``ref``."""
-    from .model import efficientnet_lite0
-
     net = efficientnet_lite0((SCENE_SIZE, SCENE_SIZE, 3))
     if weights is not None:
         try:
@@ -341,8 +340,6 @@ def scene_top(backbone, k: int):
     """Lite0 from block ``TUNE_FROM`` on (weights from ``backbone``; batch norm frozen, so it keeps the
     ImageNet statistics) plus dropout and a new classifier."""
     keras = _keras()
-    from .model import efficientnet_lite0_top
-
     body = efficientnet_lite0_top(TUNE_FROM, tuple(backbone.get_layer(TUNE_INPUT).output.shape[1:]))
     for layer in body.layers:
         if layer.get_weights():
@@ -591,20 +588,20 @@ def save_photo_model(out: Path, parts: Parts, backbone, facenet: FaceNet, face_m
                              arch_options=face_meta.get("arch_options", {}),
                              train={"from": face_meta.get("name", "face model"), "head": "refitted on web faces"})
     bundle.save_keras(face_model(facenet.model, parts.face, classes, facenet), out / "face" / "model.keras")
-    bundle.write_json(out / "face" / bundle.META_NAME, fmeta)
+    files.write_json(out / "face" / bundle.META_NAME, fmeta)
     smeta = bundle.make_meta(classes=classes, img_size=(SCENE_SIZE, SCENE_SIZE), color_mode="rgb",
                              arch="efficientnet_lite0")
     smeta["input"]["scaling"] = "inside the model (Rescaling 1/255, then ImageNet mean/std)"
     bundle.save_keras(scene_model(backbone, parts.scene, classes), out / "scene" / "model.keras")
-    bundle.write_json(out / "scene" / bundle.META_NAME, smeta)
+    files.write_json(out / "scene" / bundle.META_NAME, smeta)
     fusion = parts.fusion
     fusion.names = photo.feature_names(classes)
-    bundle.write_json(out / photo.FUSION_NAME, fusion.to_json())
+    files.write_json(out / photo.FUSION_NAME, fusion.to_json())
     meta = bundle.make_meta(classes=classes, img_size=(SCENE_SIZE, SCENE_SIZE), color_mode="rgb", arch="photo",
                             kind=photo.KIND, members={"face": "face", "scene": "scene"},
                             fusion=photo.FUSION_NAME, **extra)
     meta["input"]["scaling"] = "photo model: each member's meta.json says how it sees the photo"
-    bundle.write_json(out / bundle.META_NAME, meta)
+    files.write_json(out / bundle.META_NAME, meta)
     return out
 
 

@@ -168,7 +168,7 @@ figcaption{{font-size:.8rem;word-break:break-all;margin-top:.4rem}}
 <div class="grid">{''.join(cards)}</div>
 </body></html>
 """
-    from ..bundle import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     return atomic_write_bytes(out, page.encode("utf-8"))
 

@@ -128,7 +128,7 @@ def _sizes_html(info: dict) -> str:
 # ---- predictions ------------------------------------------------------------------------------------------
 
 def write_predictions(path: str | os.PathLike, results: Sequence[dict]) -> Path:
-    from ..bundle import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
     return atomic_write_bytes(path, text.encode("utf-8"))
@@ -323,7 +323,7 @@ def render(title: str, metrics: dict, results: Sequence[dict], *, data_html: str
 
 
 def _save(out: str | os.PathLike, page: str) -> Path:
-    from ..bundle import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     return atomic_write_bytes(out, page.encode("utf-8"))
 

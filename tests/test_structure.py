@@ -1,0 +1,140 @@
+"""The package's structure, read from its source: every module stands on a floor and imports only modules
+on lower floors, so the imports form no cycle and data flows one way. Imports sit at the top of each
+file; only heavy or optional packages (TensorFlow, Keras, the exporters, the web server, matplotlib) are
+imported inside the functions that need them, and the CLI defers its stage modules so that
+``happysad --help`` starts without loading them.
+
+A new module gets a floor here: the lowest floor above everything it imports.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "happysad"
+
+FLOORS = [
+    ["__init__", "errors", "files"],             # plain helpers: no package imports
+    ["images", "runtime", "device", "model"],     # one image, one runtime, one network
+    ["folders", "dedup", "photo", "data"],        # a folder of class folders, pHash groups, input pipelines
+    ["faces", "report"],
+    ["clean", "split", "bundle"],
+    ["predict"],
+    ["evaluate", "explain", "export", "serve"],
+    ["train", "train_photo"],
+    ["demo"],
+    ["cli"],                                      # parses and prints
+    ["__main__"],
+]
+FLOOR = {name: i for i, names in enumerate(FLOORS) for name in names}
+
+# Imported inside functions only: slow to import (TensorFlow alone takes seconds) or not always installed.
+LAZY = {"tensorflow", "keras", "tf2onnx", "onnxruntime", "ai_edge_litert", "matplotlib",
+        "fastapi", "fastapi_offline", "starlette", "uvicorn"}
+DEFERS_STAGES = {"cli"}  # start-up time: `happysad --help` must not import NumPy, Pillow, ...
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {p.stem: ast.parse(p.read_text(encoding="utf-8"), str(p)) for p in sorted(PACKAGE.glob("*.py"))}
+
+
+def _in_package(node: ast.ImportFrom, modules) -> list[str]:
+    """The package modules a relative import names (``from . import x`` or ``from .x import y``)."""
+    if node.level != 1:
+        return []
+    if node.module:
+        return [node.module.split(".")[0]]
+    names = [a.name for a in node.names if a.name in modules]
+    return names or ["__init__"]  # from . import __version__
+
+
+def _deferred(tree: ast.Module) -> list[ast.stmt]:
+    """Import statements inside functions."""
+    funcs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return [n for f in funcs for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def _roots(node: ast.Import | ast.ImportFrom) -> list[str]:
+    """The top-level names an absolute import loads ('tensorflow' for ``from tensorflow.lite import x``)."""
+    if isinstance(node, ast.ImportFrom):
+        return [] if node.level else [node.module.split(".")[0]]
+    return [a.name.split(".")[0] for a in node.names]
+
+
+def _graph(modules) -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    for name, tree in modules.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                edges[name].update(t for t in _in_package(node, modules) if t != name)
+    return edges
+
+
+def test_every_module_has_a_floor():
+    missing = sorted(set(_modules()) - set(FLOOR))
+    assert not missing, f"give {', '.join(missing)} a floor in FLOORS (tests/test_structure.py)"
+
+
+def test_each_module_imports_only_lower_floors():
+    modules = _modules()
+    upward = [f"{m} (floor {FLOOR[m]}) imports {t} (floor {FLOOR[t]})"
+              for m, targets in _graph(modules).items() for t in sorted(targets)
+              if m in FLOOR and t in FLOOR and FLOOR[t] >= FLOOR[m]]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_imports_form_no_cycle():
+    """Checked on its own (not only implied by the floors), so that a cycle is named as one."""
+    edges = _graph(_modules())
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(m, path):
+        state[m] = 1
+        for t in sorted(edges[m]):
+            if state.get(t) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(t):] + [m, t]))
+            if t not in state:
+                visit(t, path + [m])
+        state[m] = 2
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m, [])
+
+
+def test_imports_are_at_the_top_except_heavy_packages():
+    modules = _modules()
+    wrong = []
+    for name, tree in modules.items():
+        for node in _deferred(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                if name not in DEFERS_STAGES:
+                    wrong.append(f"{name}.py:{node.lineno}: package import inside a function")
+                continue
+            wrong += [f"{name}.py:{node.lineno}: {r} imported inside a function"
+                      for r in _roots(node) if r not in LAZY]
+    assert not wrong, "move these to the top of the file (or add a heavy package to LAZY):\n" + "\n".join(wrong)
+
+
+def test_heavy_packages_are_never_imported_at_module_level():
+    modules = _modules()
+    wrong = []
+    for name, tree in modules.items():
+        deferred = {id(n) for n in _deferred(tree)}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in deferred:
+                wrong += [f"{name}.py:{node.lineno}: {r}" for r in _roots(node) if r in LAZY]
+    assert not wrong, "import these inside the functions that use them:\n" + "\n".join(wrong)
+
+
+def test_every_stage_imports_without_tensorflow():
+    """Importing any module (all their top-level imports, for real) loads neither TensorFlow nor Keras."""
+    names = [m for m in _modules() if m not in ("__init__", "__main__")]
+    code = ("import sys\n" + "".join(f"import happysad.{m}\n" for m in names) +
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
