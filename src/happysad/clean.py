@@ -201,7 +201,7 @@ def scan(data: str | os.PathLike, classes: Sequence[str] | None = None, min_side
                 skipped.append({"path": rel + "/", "reason": reason, "detail": detail, "label": c})
 
         todo += [(p, _rel(p, root), c) for p in images.iter_files(root / c, on_skip=on_skip)]
-    workers = workers or min(8, (os.cpu_count() or 2) * 2)
+    workers = workers or files.thread_count()
     opts = dict(min_side=min_side, min_bytes=min_bytes, allowed_formats=tuple(allowed_formats),
                 max_pixels=max_pixels, animated=animated, want_phash=near_dup_distance > 0)
     bar = _progress(len(todo), "checking", progress)
@@ -400,11 +400,7 @@ def quarantine_file(root: Path, qdir: Path, check: FileCheck, taken: set[str] | 
     move fails, its manifest line is taken back, so a file that stayed is not listed as quarantined.
     ``taken``: quarantined names already in the manifest (also those whose file is gone)."""
     taken = taken if taken is not None else set()
-    qrel = check.rel
-    n = 1
-    while qrel in taken or os.path.lexists(qdir / qrel):
-        n += 1
-        qrel = f"{check.rel}.{n}"
+    qrel = files.free_name(check.rel, sep=".", taken=lambda q: q in taken or os.path.lexists(qdir / q))
     dest = qdir / qrel
     if not _inside(_existing_real(dest.parent), qdir.resolve()):  # a link planted inside the quarantine
         raise OSError(errno.EXDEV, f"{shown(dest.parent)} leads out of the quarantine folder")

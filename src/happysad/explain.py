@@ -22,7 +22,7 @@ from PIL import Image
 
 from . import faces as face_tools, images, photo
 from .bundle import Bundle, load
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, free_name
 from .errors import HappysadError, UsageError
 from .predict import Predictor, face_settings, probabilities
 
@@ -167,9 +167,7 @@ def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.
                          box=tuple(box) if box else None)
         if outdir is not None:
             stem = Path(name).stem if isinstance(src, (str, os.PathLike)) else f"image{i}"
-            fname, n = f"{stem}.gradcam.png", 2
-            while fname in used:  # same stem from different folders
-                fname, n = f"{stem}_{n}.gradcam.png", n + 1
+            fname = free_name(stem, ".gradcam.png", taken=used.__contains__)  # same stem from two folders
             used.add(fname)
             buf = io.BytesIO()
             ex.overlay.save(buf, format="PNG")

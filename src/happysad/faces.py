@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import images
 from .errors import HappysadError
+from .files import free_name, thread_count
 from .folders import SOURCES, list_classes
 from .runtime import litert_interpreter
 
@@ -372,11 +372,8 @@ class AnnotatedWriter:
 
     def write(self, source: str, result: dict) -> Path:
         img, _ = images.decode(source, "RGB", allowed_formats=None)
-        stem = Path(source).stem or "image"
-        name, i = f"{stem}.jpg", 1
-        while name in self._used or (self.folder / name).exists():
-            i += 1
-            name = f"{stem}-{i}.jpg"
+        name = free_name(Path(source).stem or "image", ".jpg",
+                         taken=lambda n: n in self._used or (self.folder / n).exists())
         self._used.add(name)
         out = self.folder / name
         annotate(img, result).save(out, quality=90)
@@ -403,7 +400,7 @@ class FaceDataset:
 def _map_files(fn, paths: list, workers: int | None = None, progress=None) -> list:
     """``fn`` over ``paths`` in a thread pool (LiteRT and Pillow release the GIL), in order."""
     out = []
-    with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 2)) as pool:
+    with ThreadPoolExecutor(workers or thread_count(per_core=1, cap=4)) as pool:
         for item in pool.map(fn, paths):
             out.append(item)
             if progress is not None:
@@ -463,10 +460,8 @@ def build_face_dataset(src: str | Path, out: str | Path, rels: list[tuple[str, s
         (out / label).mkdir(parents=True, exist_ok=True)
         stem = Path(rel).stem
         for i, (f, pic) in enumerate(zip(fs, pics)):
-            name = f"{label}/{stem}_face{i}.png"
-            n = 2
-            while name in used:  # the same stem twice in one class (e.g. a.jpg and a.png)
-                name, n = f"{label}/{stem}-{n}_face{i}.png", n + 1
+            # the same stem twice in one class (e.g. a.jpg and a.png): a-2_face0.png
+            name = free_name(f"{label}/{stem}", f"_face{i}.png", taken=used.__contains__)
             used.add(name)
             pic.save(out / name)
             rows.append([name, rel, i, *f.box, round(f.score, 4)])

@@ -1,14 +1,15 @@
 """File-system helpers every stage shares: writing a file atomically, choosing a name that is not taken,
-and how many threads read files at once."""
+and how many threads work through a list of files."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 def _default_mode() -> int:
@@ -53,3 +54,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """``obj`` as indented JSON, written atomically."""
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def candidate_names(stem: str, suffix: str = "", sep: str = "-") -> Iterator[str]:
+    """``stem + suffix``, then the same numbered from 2: ``a.jpg``, ``a-2.jpg``, ``a-3.jpg``, ..."""
+    yield f"{stem}{suffix}"
+    for n in itertools.count(2):
+        yield f"{stem}{sep}{n}{suffix}"
+
+
+def free_name(stem: str, suffix: str = "", sep: str = "-", *, taken: Callable[[str], bool]) -> str:
+    """The first of :func:`candidate_names` that is not ``taken``."""
+    return next(name for name in candidate_names(stem, suffix, sep) if not taken(name))
+
+
+def thread_count(per_core: int = 2, cap: int = 8) -> int:
+    """Threads for a pool working through files: ``per_core`` per CPU core, at most ``cap``. Reading and
+    decoding wait on the disk or release the GIL, so two per core keep the cores busy."""
+    return min(cap, (os.cpu_count() or 2) * per_core)

@@ -17,6 +17,7 @@ from typing import Sequence
 from PIL import Image
 
 from .errors import UsageError
+from .files import thread_count
 from .images import iter_files
 
 SOURCES = "faces.csv"  # in a face folder (clean/train --faces): the photo each crop came from
@@ -81,7 +82,7 @@ def list_items(data: str | os.PathLike, classes: Sequence[str]) -> tuple[list[tu
     files: list[tuple[Path, str]] = []
     for label in classes:
         files += [(p, label) for p in iter_files(root / label)]
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+    with ThreadPoolExecutor(max_workers=thread_count()) as pool:
         keys = list(pool.map(lambda f: content_key(f[0]), files))
     items, skipped = [], []
     for (p, label), key in zip(files, keys):

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from . import faces as face_tools
-from . import images, photo
+from . import files, images, photo
 from .bundle import Bundle, load, resolve, read_meta
 from .errors import HappysadError
 
@@ -95,7 +95,7 @@ class Predictor:
         self.bundle = model if isinstance(model, Bundle) else load(model)
         self.batch_size = int(batch_size)
         self.tta = tta
-        self.workers = workers or min(8, (os.cpu_count() or 2) * 2)
+        self.workers = workers or files.thread_count()
         # Face detection: on by default for models trained on face crops (meta.json "faces").
         cfg = face_settings(self.bundle.meta)
         self.face_cfg = cfg or {}
@@ -241,7 +241,7 @@ class PhotoPredictor(Predictor):
         if not photo.is_photo_meta(self.bundle.meta):
             raise HappysadError(f"{self.bundle.path}: not a photo model")
         self.batch_size, self.tta = int(batch_size), tta
-        self.workers = workers or min(8, (os.cpu_count() or 2) * 2)
+        self.workers = workers or files.thread_count()
         face_b, scene_b = self.bundle.members["face"], self.bundle.members["scene"]
         # both branches average each input with its mirror image, as the photo model was trained
         self.face = Predictor(face_b, batch_size=batch_size, tta=True, faces=False)

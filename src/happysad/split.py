@@ -143,7 +143,7 @@ def near_duplicate_group_ids(data: str | os.PathLike, items: Sequence[tuple[str,
         except Exception:
             return None
 
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+    with ThreadPoolExecutor(max_workers=files.thread_count()) as pool:
         hashes = list(pool.map(phash, [p for p, _, _ in items]))
     known = [(item, h) for item, h in zip(items, hashes) if h is not None]
     gid = dedup.near_duplicate_groups([h for _, h in known], max_distance)

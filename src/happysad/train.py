@@ -11,6 +11,7 @@ stopping for ``default``) -> save -> evaluate the best weights on the held-out t
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -107,10 +108,10 @@ def new_run_dir(project: str | os.PathLike, name: str | None) -> Path:
     root = Path(project)
     root.mkdir(parents=True, exist_ok=True)
     base = name or "exp"
-    for i in range(1, 10_000):
-        cand = root / (base if i == 1 else f"{base}{i}")
+    for cand_name in itertools.islice(files.candidate_names(base, sep=""), 10_000):
+        cand = root / cand_name
         try:
-            cand.mkdir()
+            cand.mkdir()  # claims the name: two runs started at once never share a folder
             return cand
         except FileExistsError:
             continue
