@@ -307,7 +307,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-# ---- serve (issue 7): the web page and REST API ---------------------------------------------------------
+# ---- serve: the web page and REST API -----------------------------------------------------------------
 
 def cmd_serve(args) -> int:
     from . import serve
@@ -342,7 +342,7 @@ def _add_serve_parser(add) -> None:
 # ---- end serve -------------------------------------------------------------------------------------------
 
 
-# ---- issue 8: export, explain, --device -------------------------------------------------------------
+# ---- export, explain, --device -------------------------------------------------------------------------
 
 def _configure_device(args, mixed_precision: bool = False) -> None:
     from . import device
@@ -381,7 +381,7 @@ def cmd_explain(args) -> int:
     return 1 if any(r.error is not None for r in res) else 0
 
 
-def _add_issue8_commands(sub, add) -> None:
+def _add_export_explain_parsers(add) -> None:
     sp = add("export", "convert a model to ONNX or LiteRT (TFLite), with its meta.json beside it", cmd_export)
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--format", choices=("onnx", "tflite"), default="onnx")
@@ -549,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
 
     _add_serve_parser(add)
-    _add_issue8_commands(sub, add)
+    _add_export_explain_parsers(add)
     _add_train_photo_parser(add, classes_opt)
     return p
 
@@ -590,12 +590,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _import_tensorflow_quietly()
     try:
         return args.fn(args)
-    except UsageError as e:
+    except HappysadError as e:  # UsageError too: exit_code says 2
         print(f"happysad {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except HappysadError as e:
-        print(f"happysad {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
