@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from . import bundle, data, faces, files, folders, model as models, report, split as splitting
 from .errors import HappysadError, UsageError
@@ -161,115 +160,35 @@ def _rows_with_val_folder(data_dir: Path, val_dir: Path, classes: list[str], ver
     return rows
 
 
-def _history_state(rows: list[dict]) -> tuple[float, int, int]:
-    """(best val_loss, its epoch, last epoch) from results.csv rows, to carry callback state across a resume."""
-    scored = [(r["val_loss"], int(r["epoch"])) for r in rows if "val_loss" in r]
-    if not scored:
-        return math.inf, -1, -1
-    best, best_epoch = min(scored)
-    return best, best_epoch, int(rows[-1]["epoch"])
-
-
 def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int, done: list[dict], chief: bool,
                augment_on=None, val_ds=None, classes=()):
     """CSV log, atomic best checkpoint, per-epoch line, LR plateau, early stopping, and BackupAndRestore
     (every epoch, for --resume). ``done`` holds the results.csv rows of epochs finished before a resume."""
     import keras
 
-    best_loss, best_epoch, last_epoch = _history_state(done)
+    from . import callbacks  # imports Keras
 
-    class AtomicBest(keras.callbacks.Callback):
-        """Save weights/best.keras atomically whenever val_loss improves."""
-
-        def __init__(self):
-            super().__init__()
-            self.best, self.best_epoch = best_loss, best_epoch
-
-        def on_epoch_end(self, epoch, logs=None):
-            v = (logs or {}).get("val_loss")
-            if v is not None and v < self.best:
-                self.best, self.best_epoch = v, epoch
-                bundle.save_keras(self.model, run_dir / "weights" / "best.keras")
-
-    class EpochLine(keras.callbacks.Callback):
-        """One readable line per epoch on stderr, with a batch progress bar on a terminal."""
-
-        def __init__(self, best: AtomicBest):
-            super().__init__()
-            self.best = best
-            self.bar = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-            if _show_progress() and chief:
-                self.bar = tqdm(total=n_train_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                                leave=False, file=sys.stderr, unit="batch")
-
-        def on_train_batch_end(self, batch, logs=None):
-            if self.bar is not None:
-                self.bar.update(1)
-
-        def on_epoch_end(self, epoch, logs=None):
-            if self.bar is not None:
-                self.bar.close()
-                self.bar = None
-            logs = logs or {}
-            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            parts = [f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
-            mark = "  *best" if self.best.best_epoch == epoch else ""
-            _log(f"epoch {epoch + 1:>3}/{cfg.epochs}  " + "  ".join(parts) +
-                 f"  lr {lr:.2g}  {time.perf_counter() - self.t0:.1f}s{mark}", cfg.verbose and chief)
-
-    def carry_state(cb):
-        """Give a plateau/early-stop callback the best value and wait count it had before a kill."""
-        if done and best_epoch >= 0:
-            cb.best, cb.best_epoch = best_loss, best_epoch
-            cb.wait = (last_epoch - best_epoch) % (cb.patience if isinstance(cb, Plateau) else 10**9)
-
-    class Plateau(keras.callbacks.ReduceLROnPlateau):
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            carry_state(self)
-
-    class Stop(keras.callbacks.EarlyStopping):
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            carry_state(self)
-
-    class LearningRate(keras.callbacks.Callback):
-        """Put the learning rate each epoch ran with into its logs (results.csv, the report)."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None:
-                logs["learning_rate"] = self.lr
-
-    best = AtomicBest()
+    progress = callbacks.Progress.from_rows(done)
+    best = callbacks.AtomicBest(run_dir / "weights" / "best.keras", progress)
     cbs = [
-        LearningRate(),
+        callbacks.LearningRate(),
         # The CSV row is written before the backup: a kill between the two makes the resume redo that
         # epoch and drop its row, so no epoch is ever lost or logged twice.
         keras.callbacks.CSVLogger(str(run_dir / "results.csv"), append=bool(done)),
-        best, EpochLine(best),
+        best,
+        callbacks.EpochLine(cfg.epochs, n_train_batches, best, verbose=cfg.verbose and chief,
+                            bar=_show_progress() and chief),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
     ]
     if cfg.tensorboard and chief and val_ds is not None:  # before the plateau: it logs the epoch's own rate
         cbs += report.tensorboard_callbacks(run_dir / "tensorboard", val_ds, classes)
     if augment_on is not None and cfg.augment:
-
-        class AugmentWarmup(keras.callbacks.Callback):
-            """Switch train-time augmentation on once the warm-up epochs are done (also after a resume)."""
-
-            def on_epoch_begin(self, epoch, logs=None):
-                augment_on.assign(epoch >= cfg.augment_warmup)
-
-        cbs.append(AugmentWarmup())
+        cbs.append(callbacks.AugmentWarmup(augment_on, cfg.augment_warmup))
     if cfg.reduce_lr:
-        cbs.append(Plateau(monitor="val_loss", factor=0.5, patience=max(2, cfg.patience // 2), min_lr=1e-5))
+        cbs.append(callbacks.Plateau(progress, monitor="val_loss", factor=0.5, patience=max(2, cfg.patience // 2),
+                                     min_lr=1e-5))
     if cfg.early_stopping:
-        cbs.append(Stop(monitor="val_loss", patience=cfg.patience, restore_best_weights=True))
+        cbs.append(callbacks.Stop(progress, monitor="val_loss", patience=cfg.patience, restore_best_weights=True))
     return cbs
 
 
@@ -433,30 +352,28 @@ def _check_split(rows, data_dir: Path) -> None:
                          "are needed (add images or change --ratios)")
 
 
-def _prebuild(net, ds, strategy) -> None:
-    """Work around keras-team/keras#20585: with several workers, Keras 3's fit() builds the model by
-    all-reducing the first per-replica batch, which MultiWorkerMirroredStrategy cannot do. Build it here
-    from one local batch inside the strategy scope instead, and tell fit() it is built."""
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as tf_trainer
+def _compiled_net(cfg: TrainConfig, n_classes: int, strategy, verbose: bool):
+    """The network (with --init-from weights), compiled, inside the strategy's scope when there is one."""
+    import keras
 
-    x, y = next(iter(ds.take(1)))
-    with strategy.scope():
-        net._symbolic_build(data_batch=(x, y))
-    net._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    # Same issue, second place: per-step logs are scalars, which Keras all-reduces along axis 0.
-    if not getattr(tf_trainer.reduce_per_replica, "_happysad_patched", False):
-        original = tf_trainer.reduce_per_replica
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), n_classes,
+                           width=cfg.width)
+        if cfg.init_from:
+            _init_weights(net, cfg, verbose)
+        if n_classes == 2:
+            loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
+        else:  # labels arrive one-hot (see data.make_dataset), which allows label smoothing
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
+    return net
 
-        def reduce_per_replica(values, strategy, reduction="auto"):
-            if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and reduction in ("auto", "mean"):
-                return tf.nest.map_structure(
-                    lambda v: strategy.reduce("MEAN", v, axis=None)
-                    if isinstance(v, tf.distribute.DistributedValues) else v, values)
-            return original(values, strategy, reduction)
 
-        reduce_per_replica._happysad_patched = True
-        tf_trainer.reduce_per_replica = reduce_per_replica
+def _class_weight(train_rows, classes: list[str]) -> dict[int, float]:
+    """Weights inverse to each class's share of the training rows (--class-weight)."""
+    n = np.array([sum(1 for r in train_rows if r.label == c) for c in classes], dtype=float)
+    w = n.sum() / (len(classes) * np.maximum(n, 1))
+    return {i: float(x) for i, x in enumerate(w)}
 
 
 def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], rows, meta: dict,
@@ -486,25 +403,13 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
 
     augment_on = tf.Variable(cfg.augment_warmup == 0, trainable=False, name="augment_on")
     train_ds, val_ds = dataset(by_split["train"], True), dataset(by_split["val"], False)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), len(classes),
-                           width=cfg.width)
-        if cfg.init_from:
-            _init_weights(net, cfg, cfg.verbose and chief)
-        if len(classes) == 2:
-            loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
-        else:  # labels arrive one-hot (see data.make_dataset), which allows label smoothing
-            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-        net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
-
+    net = _compiled_net(cfg, len(classes), strategy, cfg.verbose and chief)
     if strategy is not None and strategy.num_replicas_in_sync > 1:
-        _prebuild(net, train_ds, strategy)
+        from . import multiworker  # imports TensorFlow
 
-    class_weight = None
-    if cfg.class_weight:
-        n = np.array([sum(1 for r in by_split["train"] if r.label == c) for c in classes], dtype=float)
-        w = n.sum() / (len(classes) * np.maximum(n, 1))
-        class_weight = {i: float(x) for i, x in enumerate(w)}
+        multiworker.prebuild(net, train_ds, strategy)
+
+    class_weight = _class_weight(by_split["train"], classes) if cfg.class_weight else None
     n_batches = math.ceil(len(by_split["train"]) / cfg.batch_size)
     with warnings.catch_warnings():
         # The pipeline is shuffled by tf.data and its length is unknown until the first epoch ends
