@@ -68,7 +68,7 @@ def test_defaults_and_bounds_are_accepted():
     assert p.parse_args(["split", "d", "--out", "s", "--near-dup-distance", "16"]).near_dup_distance == 16
     a = p.parse_args(["serve", "--port", "65535", "--max-upload-mb", "0.5", "--max-files", "1"])
     assert (a.port, a.max_upload_mb, a.max_files) == (65535, 0.5, 1)
-    assert p.parse_args(["train", "d", "--epochs", "1", "--batch-size", "1", "--lr", "1e-4"]).lr == 1e-4
+    assert p.parse_args(["train", "d", "--epochs", "1", "--batch-size", "1", "--lr", "1e-4"]).learning_rate == 1e-4
 
 
 def test_help_shows_the_real_defaults(capsys):

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 some inputs failed (the rest were done), 2 usage error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -156,15 +157,17 @@ def cmd_train(args) -> int:
         return _report_train(res, args)
     if not args.data:
         raise UsageError("give DATA (a folder of class folders) or --resume RUN_FOLDER")
-    cfg = train.TrainConfig(
-        arch=args.arch, width=args.width, img_size=args.img_size, grayscale=args.grayscale, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, name=args.name, classes=_classes(args),
-        split=args.split, ratios=args.ratios, project=args.project, learning_rate=args.lr,
-        early_stopping=args.early_stopping, patience=args.patience, augment=args.augment,
-        distributed=args.distributed, val_data=args.val_data, augment_warmup=args.augment_warmup,
-        faces=args.faces, init_from=args.init_from, tensorboard=args.tensorboard,
-    )
-    return _report_train(train.train(args.data, cfg), args)
+    return _report_train(train.train(args.data, train_config(args)), args)
+
+
+def train_config(args):
+    """The TrainConfig of parsed ``train`` options: each option whose dest is a field name sets that
+    field; an option not given (None) leaves the field's default."""
+    from .train import TrainConfig
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    return TrainConfig(**{**given, "classes": _classes(args)})
 
 
 def _report_train(res, args) -> int:
@@ -418,8 +421,10 @@ def _import_tensorflow_quietly() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bundle, images
-    from .model import ARCHS
+    # Defaults are read from the modules that own them, so that --help shows the values that apply.
+    from . import bundle, clean, demo, images, split
+    from .model import ARCHS, DEFAULT_IMG_SIZE
+    from .train import TrainConfig
 
     p = argparse.ArgumentParser(prog="happysad", description="Clean, split, train, evaluate and use image "
                                 "classifiers from a folder of class folders.")
@@ -435,25 +440,27 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--classes", metavar="A,B,...", help="use only these class folders (in this order)")
 
     def ratios_opt(sp):
-        sp.add_argument("--ratios", nargs="+", type=float_range(0, 1), default=[0.7, 0.2, 0.1], metavar="R",
-                        help="train val [test] fractions (default 0.7 0.2 0.1)")
+        sp.add_argument("--ratios", nargs="+", type=float_range(0, 1), default=split.DEFAULT_RATIOS,
+                        metavar="R", help="train val [test] fractions (default %s)" % " ".join(
+                            f"{r:g}" for r in split.DEFAULT_RATIOS))
 
     sp = add("clean", "move files that are not usable images (and duplicates) to a quarantine folder", cmd_clean)
     sp.add_argument("data", help="folder of class folders")
     sp.add_argument("--quarantine", metavar="DIR", help="where rejects go (default DATA/../DATA.quarantine)")
-    sp.add_argument("--min-side", type=int_range(0, MIN_SIDE_MAX), default=32,
+    sp.add_argument("--min-side", type=int_range(0, MIN_SIDE_MAX), default=clean.MIN_SIDE,
                     help="reject images whose shortest side is smaller (px, default %(default)s)")
-    sp.add_argument("--min-bytes", type=int_range(0, images.MAX_FILE_BYTES), default=0,
+    sp.add_argument("--min-bytes", type=int_range(0, images.MAX_FILE_BYTES), default=clean.MIN_BYTES,
                     help="also reject files under this many bytes (the seed's 10 KB rule; off by default)")
-    sp.add_argument("--formats", metavar="F,F", help="allowed formats (default JPEG,PNG,BMP,GIF,WEBP,TIFF,MPO)")
+    sp.add_argument("--formats", metavar="F,F",
+                    help=f"allowed formats (default {','.join(images.ALLOWED_FORMATS)})")
     sp.add_argument("--max-pixels", type=int_range(1, images.MAX_PIXELS), default=images.MAX_PIXELS,
                     help="decompression-bomb guard: reject images with more pixels (default %(default)s, "
                          "also the most allowed)")
-    sp.add_argument("--animated", choices=["first", "reject"], default="first",
-                    help="animated GIF/WebP: train on the first frame (default) or reject")
-    sp.add_argument("--near-dup-distance", type=int_range(0, NEAR_DUP_MAX), default=4, metavar="BITS",
-                    help=f"pHash bits within which two pictures count as near-duplicates (0: off; default "
-                         f"%(default)s, at most {NEAR_DUP_MAX})")
+    sp.add_argument("--animated", choices=["first", "reject"], default=clean.ANIMATED,
+                    help="animated GIF/WebP: train on the first frame or reject (default %(default)s)")
+    sp.add_argument("--near-dup-distance", type=int_range(0, NEAR_DUP_MAX), default=clean.NEAR_DUP_DISTANCE,
+                    metavar="BITS", help=f"pHash bits within which two pictures count as near-duplicates "
+                    f"(0: off; default %(default)s, at most {NEAR_DUP_MAX})")
     sp.add_argument("--report", metavar="HTML", help="write the HTML report here "
                     "(default QUARANTINE/report.html; not written in a dry run unless asked)")
     sp.add_argument("--faces", action="store_true", help="also quarantine photos without a face (reason no_face) "
@@ -467,11 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("split", "write a stratified, seeded train/val/test manifest", cmd_split)
     sp.add_argument("data", help="folder of class folders")
     sp.add_argument("--out", required=True, metavar="SPLIT.csv")
-    sp.add_argument("--near-dup-distance", type=int_range(0, NEAR_DUP_MAX), default=4, metavar="BITS",
-                    help=f"keep pictures within this pHash distance in one split (0: exact copies only; "
-                         f"default %(default)s, at most {NEAR_DUP_MAX})")
+    sp.add_argument("--near-dup-distance", type=int_range(0, NEAR_DUP_MAX), default=clean.NEAR_DUP_DISTANCE,
+                    metavar="BITS", help=f"keep pictures within this pHash distance in one split "
+                    f"(0: exact copies only; default %(default)s, at most {NEAR_DUP_MAX})")
     ratios_opt(sp)
-    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=0, help="default %(default)s")
+    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=TrainConfig.seed, help="default %(default)s")
     classes_opt(sp)
 
     sp = add("train", "train a classifier into runs/train/NAME", cmd_train)
@@ -482,20 +489,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", metavar="SPLIT.csv", help="use this manifest instead of splitting now")
     sp.add_argument("--val-data", metavar="DIR", help="a separate validation folder (same class folders): "
                     "train on all of DATA, select and report on DIR")
-    sp.add_argument("--arch", choices=sorted(ARCHS), default="default")
+    sp.add_argument("--arch", choices=sorted(ARCHS), default=TrainConfig.arch,
+                    help="network architecture (default %(default)s)")
     # --width: model.check_arch refuses values outside 8..256 (with --arch seed too) before any run folder exists
     sp.add_argument("--width", type=int, metavar="N", help="default arch: filters of the first block, 8 to 256, "
                     "doubling per block up to 256 (default 32; with --init-from, that model's width)")
     sp.add_argument("--img-size", type=int_range(IMG_SIZE_MIN, bundle.MAX_SIDE), metavar="N",
-                    help=f"square input side, {IMG_SIZE_MIN} to {bundle.MAX_SIDE} (default: seed 256, default 96)")
+                    help=f"square input side, {IMG_SIZE_MIN} to {bundle.MAX_SIDE} (default: "
+                    + ", ".join(f"{a} {s}" for a, s in DEFAULT_IMG_SIZE.items()) + ")")
     sp.add_argument("--grayscale", action="store_true", help="train on one gray channel")
-    sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), default=20, help="default %(default)s")
-    sp.add_argument("--batch-size", type=int_range(1, BATCH_MAX), default=32, help="default %(default)s")
-    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=0,
+    sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), default=TrainConfig.epochs,
+                    help="default %(default)s")
+    sp.add_argument("--batch-size", type=int_range(1, BATCH_MAX), default=TrainConfig.batch_size,
+                    help="default %(default)s")
+    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=TrainConfig.seed,
                     help="seeds Python, NumPy, TensorFlow and the split (default %(default)s)")
     sp.add_argument("--name", help="run name (default exp, exp2, ...)")
-    sp.add_argument("--project", default="runs/train", help="parent folder of run folders")
-    sp.add_argument("--lr", type=float_range(0, 10, above=True), help="learning rate (default per arch)")
+    sp.add_argument("--project", default=TrainConfig.project, help="parent folder of run folders "
+                    "(default %(default)s)")
+    sp.add_argument("--lr", dest="learning_rate", metavar="LR", type=float_range(0, 10, above=True),
+                    help="learning rate (default per arch)")
     sp.add_argument("--patience", type=int_range(0, EPOCHS_MAX), help="early-stopping patience in epochs")
     sp.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=None,
                     help="stop when val loss stops improving and restore the best weights "
@@ -543,9 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
     device_opt(sp)
 
     sp = add("demo", "generate a synthetic smile/frown dataset and run the whole pipeline on it", cmd_demo)
-    sp.add_argument("--workdir", default="demo", help="folder for everything the demo makes (default ./demo)")
-    sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), default=20, help="default %(default)s")
-    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=0, help="default %(default)s")
+    sp.add_argument("--workdir", default=demo.WORKDIR, help="folder for everything the demo makes "
+                    "(default ./%(default)s)")
+    sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), default=demo.EPOCHS, help="default %(default)s")
+    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=TrainConfig.seed, help="default %(default)s")
     sp.add_argument("--json", action="store_true", help="print a JSON summary")
 
     _add_serve_parser(add)
@@ -561,14 +575,15 @@ def _add_train_photo_parser(add, classes_opt) -> None:
              cmd_train_photo)
     sp.add_argument("data", nargs="+", metavar="DATA", help="folder(s) of class folders of photos")
     sp.add_argument("--out", required=True, metavar="DIR", help="the new photo model's folder (must not exist)")
-    sp.add_argument("--face-model", default="fer-happy-sad", metavar="MODEL",
-                    help="face model to start the face branch from (default fer-happy-sad)")
+    sp.add_argument("--face-model", default=tp.FACE_MODEL, metavar="MODEL",
+                    help="face model to start the face branch from (default %(default)s)")
     sp.add_argument("--face-data", metavar="DIR", help="class folders of face crops mixed into the face branch "
                     f"(at most {tp.FACE_DATA_MAX}), e.g. FER2013's")
     sp.add_argument("--groups", metavar="CSV", action="append", help="CSV with columns path (relative to the "
                     "CSV) and a group (e.g. the photo's source): photos of one group never judge each other in "
                     "the folds; may be given once per DATA folder")
-    sp.add_argument("--group-column", default="group", metavar="NAME", help="the group column of --groups")
+    sp.add_argument("--group-column", default=tp.GROUP_COLUMN, metavar="NAME",
+                    help="the group column of --groups (default %(default)s)")
     sp.add_argument("--backbone", metavar="MODEL", help=f"photo model whose scene backbone to start from "
                     f"(default the built-in {tp.DEFAULT_BACKBONE})")
     sp.add_argument("--backbone-weights", metavar="H5", help="EfficientNet-Lite0 .weights.h5 instead "

@@ -106,7 +106,11 @@ def plant_junk(data: str | os.PathLike, seed: int = 0) -> list[str]:
     return planted
 
 
-def run_demo(workdir: str | os.PathLike = "demo", n_per_class: int = 400, epochs: int = 20,
+WORKDIR = "demo"
+EPOCHS = 20
+
+
+def run_demo(workdir: str | os.PathLike = WORKDIR, n_per_class: int = 400, epochs: int = EPOCHS,
              img_size: int = 48, seed: int = 0, verbose: bool = True) -> dict:
     """The whole pipeline on generated data. Returns where everything went and the key figures."""
     def say(msg):

@@ -55,6 +55,8 @@ FACE_TUNE_LR = 1e-4
 FOLDS = 5
 FACE_DATA_MAX = 3000  # --face-data crops mixed into the face head's training
 BIG_FACE = 0.5        # faces at least this fraction of the largest face's side take the photo's label
+FACE_MODEL = "fer-happy-sad"  # the built-in face model the face branch starts from
+GROUP_COLUMN = "group"  # the column of a --groups CSV that names each photo's group
 DEFAULT_BACKBONE = "happy-sad"  # the built-in photo model whose scene member carries the ImageNet backbone
 
 
@@ -183,7 +185,7 @@ def backbone_from(ref: str | os.PathLike | None, weights: str | os.PathLike | No
 # ----------------------------------------------------------------------------- step 1: look at the photos
 
 def collect(folders: Sequence[str | os.PathLike], classes: Sequence[str] | None,
-            groups_csv: str | os.PathLike | Sequence[str | os.PathLike] | None = None, group_column: str = "group"
+            groups_csv: str | os.PathLike | Sequence[str | os.PathLike] | None = None, group_column: str = GROUP_COLUMN
             ) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
     """(paths, labels, groups, classes, skipped) of every photo in the class folders of ``folders``.
     A photo listed in ``groups_csv`` (a path column relative to its folder, and ``group_column``) takes
@@ -629,8 +631,8 @@ class PhotoRun:
 
 
 def train_photo(data: Sequence[str | os.PathLike], out: str | os.PathLike, *, classes: Sequence[str] | None = None,
-                face_model_ref: str | os.PathLike = "fer-happy-sad", face_data: str | os.PathLike | None = None,
-                groups: str | os.PathLike | Sequence[str | os.PathLike] | None = None, group_column: str = "group",
+                face_model_ref: str | os.PathLike = FACE_MODEL, face_data: str | os.PathLike | None = None,
+                groups: str | os.PathLike | Sequence[str | os.PathLike] | None = None, group_column: str = GROUP_COLUMN,
                 backbone: str | os.PathLike | None = None, backbone_weights: str | os.PathLike | None = None,
                 folds: int = FOLDS, facts_cache: str | os.PathLike | None = None,
                 log: Callable[[str], None] = print) -> PhotoRun:
