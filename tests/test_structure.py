@@ -39,8 +39,28 @@ HEAVY_MODULES = {"callbacks", "multiworker"}  # import Keras at the top, so are 
 DEFERS_STAGES = {"cli"}  # start-up time: `happysad --help` must not import NumPy, Pillow, ...
 
 
+INSIDE = 99  # the level given to a sub-package's imports of its own parts (they are not edges)
+
+
+def _parse(path: Path) -> ast.Module:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in ast.walk(tree):
+        node.where = f"{path.relative_to(PACKAGE).as_posix()}:{getattr(node, 'lineno', 0)}"  # for messages
+    return tree
+
+
 def _modules() -> dict[str, ast.Module]:
-    return {p.stem: ast.parse(p.read_text(encoding="utf-8"), str(p)) for p in sorted(PACKAGE.glob("*.py"))}
+    """Module name -> its syntax tree. A sub-package (a folder with __init__.py) counts as one module:
+    its files' statements together, with ``from ..x`` read as the package's ``from .x``."""
+    out = {p.stem: _parse(p) for p in sorted(PACKAGE.glob("*.py"))}
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        trees = [_parse(p) for p in sorted(init.parent.rglob("*.py"))]
+        for tree in trees:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.level:
+                    node.level = node.level - 1 if node.level > 1 else INSIDE
+        out[init.parent.name] = ast.Module(body=[n for t in trees for n in t.body], type_ignores=[])
+    return out
 
 
 def _in_package(node: ast.ImportFrom, modules) -> list[str]:
@@ -114,9 +134,9 @@ def test_imports_are_at_the_top_except_heavy_packages():
         for node in _deferred(tree):
             if isinstance(node, ast.ImportFrom) and node.level:
                 if name not in DEFERS_STAGES and not set(_in_package(node, modules)) <= HEAVY_MODULES:
-                    wrong.append(f"{name}.py:{node.lineno}: package import inside a function")
+                    wrong.append(f"{node.where}: package import inside a function")
                 continue
-            wrong += [f"{name}.py:{node.lineno}: {r} imported inside a function"
+            wrong += [f"{node.where}: {r} imported inside a function"
                       for r in _roots(node) if r not in LAZY]
     assert not wrong, "move these to the top of the file (or add a heavy package to LAZY):\n" + "\n".join(wrong)
 
@@ -131,7 +151,7 @@ def test_heavy_packages_are_never_imported_at_module_level():
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in deferred:
                 package = _in_package(node, modules) if isinstance(node, ast.ImportFrom) else []
-                wrong += [f"{name}.py:{node.lineno}: {r}" for r in _roots(node) + package
+                wrong += [f"{node.where}: {r}" for r in _roots(node) + package
                           if r in LAZY or r in HEAVY_MODULES]
     assert not wrong, "import these inside the functions that use them:\n" + "\n".join(wrong)
 
