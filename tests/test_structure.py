@@ -11,6 +11,7 @@ A new module gets a floor here: the lowest floor above everything it imports.
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ def _parse(path: Path) -> ast.Module:
     return tree
 
 
+@functools.cache  # parsed once for all the tests below
 def _modules() -> dict[str, ast.Module]:
     """Module name -> its syntax tree. A sub-package (a folder with __init__.py) counts as one module:
     its files' statements together, with ``from ..x`` read as the package's ``from .x``."""
