@@ -21,11 +21,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "happysad"
 FLOORS = [
     ["__init__", "errors", "files"],             # plain helpers: no package imports
     ["images", "runtime", "device", "model", "multiworker"],  # one image, one runtime, one network
-    ["folders", "dedup", "photo", "data"],        # a folder of class folders, pHash groups, input pipelines
-    ["faces", "report"],
+    ["folders", "dedup", "photo", "data", "clean_report"],  # class folders, pHash groups, input pipelines
+    ["faces"],
     ["clean", "split", "bundle"],
     ["predict", "callbacks"],
     ["evaluate", "explain", "export", "serve"],
+    ["report"],                                   # figures and the page of a run or an evaluation
     ["train", "train_photo"],
     ["demo"],
     ["cli"],                                      # parses and prints
@@ -35,7 +36,7 @@ FLOOR = {name: i for i, names in enumerate(FLOORS) for name in names}
 
 # Imported inside functions only: slow to import (TensorFlow alone takes seconds) or not always installed.
 LAZY = {"tensorflow", "keras", "tf2onnx", "onnxruntime", "ai_edge_litert", "matplotlib",
-        "fastapi", "fastapi_offline", "starlette", "uvicorn"}
+        "fastapi", "fastapi_offline", "starlette", "uvicorn", "IPython"}
 HEAVY_MODULES = {"callbacks", "multiworker"}  # import Keras at the top, so are imported like it
 DEFERS_STAGES = {"cli"}  # start-up time: `happysad --help` must not import NumPy, Pillow, ...
 

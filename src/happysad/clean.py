@@ -47,7 +47,7 @@ from . import dedup, faces as face_tools, files, images
 from .errors import HappysadError, UsageError
 from .folders import list_classes
 from .images import shown
-from .report import write_clean_html
+from .clean_report import write_clean_html
 
 MIN_SIDE = 32
 MIN_BYTES = 0  # the seed dropped files under 10 KB; by pixels is the better rule, so this is off
@@ -510,7 +510,7 @@ def _prune_manifest(root: Path, qdir: Path) -> set[str]:
 
 def _write_html(report: CleanReport, out: Path) -> str:
     """The HTML report, from a copy that names files for showing and points at each file's exact place
-    (report.py opens ``quarantine / quarantined``; an absolute path there wins). Pipes and devices get
+    (clean_report opens ``quarantine / quarantined``; an absolute path there wins). Pipes and devices get
     no card: reading one for a preview would block."""
     shown_rejects = [{**_shown_entry(e), "quarantined": os.path.abspath(
                          report.quarantine / e["quarantined"] if e.get("quarantined") else report.data / e["path"])}

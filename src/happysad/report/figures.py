@@ -7,6 +7,7 @@ import io
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from . import _plt
 
@@ -85,8 +86,6 @@ def reliability(rel: dict) -> bytes:
 
 def confusion_image(confusion, classes: Sequence[str], title: str = "") -> np.ndarray:
     """The run folder's confusion matrix figure as an (H, W, 3) uint8 array (TensorBoard images)."""
-    from PIL import Image
-
     from . import plot_confusion
 
     return np.asarray(Image.open(io.BytesIO(plot_confusion(confusion, classes, None, title))).convert("RGB"))

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
+from .. import clean, explain, faces as face_tools, images, split as splitting
+from ..bundle import load
+from ..errors import HappysadError
+from ..evaluate import evaluate_files
+from ..files import atomic_write_bytes
+from ..predict import Predictor
 from . import curve_keys, figures, plot_confusion, read_results, scores
 
 PAGE = "report.html"
@@ -99,8 +106,6 @@ def _score(key: str, value: float | None) -> str:
 def image_sizes(paths: Sequence[str | os.PathLike], limit: int = SIZE_SAMPLE) -> dict:
     """Width x height of up to ``limit`` files spread over ``paths`` (headers only): the commonest sizes,
     the smallest and largest sides."""
-    from PIL import Image
-
     paths = list(paths)
     step = max(1, len(paths) // limit)
     sizes = []
@@ -128,8 +133,6 @@ def _sizes_html(info: dict) -> str:
 # ---- predictions ------------------------------------------------------------------------------------------
 
 def write_predictions(path: str | os.PathLike, results: Sequence[dict]) -> Path:
-    from ..files import atomic_write_bytes
-
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
     return atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -255,9 +258,6 @@ def _gradcams(paths: list[str], bundle, faces: bool | None) -> dict:
     """Grad-CAM explanations by position; a note instead when the model cannot be explained."""
     if bundle is None or not paths:
         return {"note": "" if bundle is not None else " (no model at hand: no Grad-CAM)"}
-    from .. import explain
-    from ..errors import HappysadError
-
     try:
         found = explain.explain(paths, bundle, errors="keep", faces=faces)
     except HappysadError as e:  # e.g. an exported model: no gradients
@@ -266,10 +266,6 @@ def _gradcams(paths: list[str], bundle, faces: bool | None) -> dict:
 
 
 def _card(r: dict, ex, kind: str) -> str:
-    from .. import faces as face_tools
-    from .. import images
-    from ..errors import HappysadError
-
     name = Path(r["path"]).name
     p_pred, p_true = r["probabilities"][r["label"]], r["probabilities"][r["true"]]
     pics = []
@@ -323,8 +319,6 @@ def render(title: str, metrics: dict, results: Sequence[dict], *, data_html: str
 
 
 def _save(out: str | os.PathLike, page: str) -> Path:
-    from ..files import atomic_write_bytes
-
     return atomic_write_bytes(out, page.encode("utf-8"))
 
 
@@ -359,8 +353,6 @@ def write_eval_report(out: str | os.PathLike, metrics: dict, results: Sequence[d
 # ---- a training run ---------------------------------------------------------------------------------------
 
 def _quarantine_html(data_dir: Path) -> str:
-    from .. import clean
-
     qdir = clean.default_quarantine(data_dir)
     if not (qdir / clean.MANIFEST).is_file():
         return f'<p class="note">quarantine: none found at {esc(str(qdir))} (run <code>happysad clean</code>)</p>'
@@ -371,8 +363,6 @@ def _quarantine_html(data_dir: Path) -> str:
 
 
 def _run_data_html(run_dir: Path, meta: dict) -> str:
-    from .. import split as splitting
-
     data_dir = Path(meta.get("train", {}).get("data", ""))
     rows = splitting.read_manifest(run_dir / "split.csv") if (run_dir / "split.csv").is_file() else []
     counts = splitting.counts(rows) if rows else {}
@@ -420,11 +410,6 @@ def _run_results(run_dir: Path, meta: dict) -> list[dict]:
     path = run_dir / PREDICTIONS
     if path.is_file():
         return read_predictions(path)
-    from .. import split as splitting
-    from ..bundle import load
-    from ..evaluate import evaluate_files
-    from ..predict import Predictor
-
     rows = splitting.read_manifest(run_dir / "split.csv")
     split_name = "test" if any(r.split == "test" for r in rows) else "val"
     data_dir = Path(meta["train"]["data"])
@@ -441,9 +426,6 @@ def write_run_report(run_dir: str | os.PathLike, results: Sequence[dict] | None 
     """``RUN/report.html`` from what the run folder holds (meta.json, split.csv, results.csv,
     metrics.json, the best weights). ``results``: the evaluated split's predictions, saved to
     ``RUN/predictions.jsonl``; without them that file is read (or made)."""
-    from ..bundle import load
-    from ..errors import HappysadError
-
     run_dir = Path(run_dir)
     try:
         meta = json.loads((run_dir / "meta.json").read_text())

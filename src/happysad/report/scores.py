@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..evaluate import roc_auc
+
 THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 BINS = 10  # reliability diagram
 
@@ -54,8 +56,6 @@ def average_precision(y, score) -> float | None:
 def one_vs_rest(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str]) -> list[dict]:
     """Per scored class: name, ROC and PR curves, ROC AUC and AP (None when it cannot be computed).
     Two classes score only the second (the sigmoid's positive class); more score each against the rest."""
-    from ..evaluate import roc_auc
-
     y_true = np.asarray(y_true, dtype=int)
     probs = np.asarray(probs, dtype=float).reshape(len(y_true), len(classes))
     scored = [1] if len(classes) == 2 else range(len(classes))

@@ -4,18 +4,18 @@ as an image per epoch. Open with ``tensorboard --logdir RUN/tensorboard``."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..errors import UsageError
+from ..predict import probabilities
+
 
 def require_tensorboard() -> None:
     """TensorFlow writes summaries only when the tensorboard package is installed; say so up front."""
-    import importlib.util
-
-    from ..errors import UsageError
-
     if importlib.util.find_spec("tensorboard") is None:
         raise UsageError("--tensorboard needs the tensorboard package: pip install 'happysad[tensorboard]' "
                          "(or pip install tensorboard)")
@@ -26,7 +26,6 @@ def tensorboard_callbacks(log_dir: str | Path, val_ds, classes: Sequence[str]) -
     import keras
     import tensorflow as tf
 
-    from ..predict import probabilities
     from .figures import confusion_image
 
     class ConfusionImage(keras.callbacks.Callback):
