@@ -2,8 +2,8 @@
 on lower floors, so the imports form no cycle and data flows one way. Imports sit at the top of each
 file; only heavy or optional packages (TensorFlow, Keras, the exporters, the web server, matplotlib) are
 imported inside the functions that need them. Two modules are made of Keras classes and import it at
-the top (``callbacks``, ``multiworker``); they count as heavy packages themselves. The CLI defers its
-stage modules so that ``happysad --help`` starts without loading them.
+the top (``callbacks``, ``multiworker``); they count as heavy packages themselves. The CLI imports its
+stage modules inside its functions (importing ``happysad.cli`` loads none of them).
 
 A new module gets a floor here: the lowest floor above everything it imports.
 """
@@ -38,7 +38,7 @@ FLOOR = {name: i for i, names in enumerate(FLOORS) for name in names}
 LAZY = {"tensorflow", "keras", "tf2onnx", "onnxruntime", "ai_edge_litert", "matplotlib",
         "fastapi", "fastapi_offline", "starlette", "uvicorn", "IPython"}
 HEAVY_MODULES = {"callbacks", "multiworker"}  # import Keras at the top, so are imported like it
-DEFERS_STAGES = {"cli"}  # start-up time: `happysad --help` must not import NumPy, Pillow, ...
+DEFERS_STAGES = {"cli"}  # `import happysad.cli` stays light; each command imports what it runs
 
 
 INSIDE = 99  # the level given to a sub-package's imports of its own parts (they are not edges)
