@@ -260,17 +260,23 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from . import video
     from .predict import Predictor, expand_paths
 
     _configure_device(args)
     predictor = Predictor(_model_ref(args), tta=args.tta, faces=args.faces)
+    paths = expand_paths(args.paths)
+    videos = {p for p in paths if video.is_video(p)}
+    table = _VideoTable(args.csv, predictor.classes) if args.csv else None
     annotated = None
-    if args.save_annotated:
+    if args.save_annotated and len(videos) < len(paths):
         from . import faces
 
         annotated = faces.AnnotatedWriter(args.save_annotated)
     failed = 0
-    for r in predictor.predict_iter(expand_paths(args.paths)):
+    for r in predictor.predict_iter([p for p in paths if p not in videos]):
+        if table is not None:
+            table.add(r)
         failed += "error" in r
         if annotated is not None and "error" not in r:
             r["annotated"] = str(annotated.write(r["path"], r))
@@ -288,7 +294,101 @@ def cmd_predict(args) -> int:
                 n = len(r["faces"])
                 where = f"  [{n} face{'s' if n != 1 else ''}]" if n else "  [no face found: whole image]"
             print(f"{r['path']}: {r['label']}  ({probs}){where}")
+    for path in [p for p in paths if p in videos]:
+        failed += _predict_video(args, predictor, path, table)
+    if table is not None:
+        table.close()
     return 1 if failed else 0
+
+
+# ---- video files (happysad.video) -------------------------------------------------------------------------
+
+def _predict_video(args, predictor, path: str, table) -> int:
+    """One video: frame lines (--json), track and clip summaries; 1 when it could not be read."""
+    from .video import VideoError
+
+    bar = None
+
+    def progress(done, expected):
+        nonlocal bar
+        if bar is None and sys.stderr.isatty() and os.environ.get("HAPPYSAD_NO_PROGRESS", "") in ("", "0"):
+            from tqdm import tqdm
+
+            bar = tqdm(total=expected, desc=os.path.basename(path), unit="frame", file=sys.stderr, leave=False)
+        if bar is not None:
+            bar.update(1)
+
+    tracks = []
+    try:
+        for r in predictor.predict_video(path, fps=args.fps, annotate_to=args.save_annotated, progress=progress):
+            if table is not None:
+                table.add(r)
+            if args.json:
+                _print_json(r)
+            elif r["kind"] == "track":
+                tracks.append(r)
+            elif r["kind"] == "clip":
+                _print_clip(r, tracks)
+    except VideoError as e:
+        if table is not None:
+            table.add({"path": e.path, "error": e.detail})
+        if args.json:
+            _print_json({"path": e.path, "error": e.detail})
+        else:
+            print(f"{e.path}: error: {e.detail}")
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+    return 0
+
+
+def _print_clip(r: dict, tracks: list[dict]) -> None:
+    people = f"{r['tracks']} {'person' if r['tracks'] == 1 else 'people'}"
+    share = ", ".join(f"{c} {v:.0%}" for c, v in r["share"].items()) + " of face time" if r["label"] else "no face found"
+    print(f"{r['path']}: {r['label'] or 'no face'}  ({share})  [{people}, {r['duration']:.1f} s, "
+          f"{r['frames_sampled']} frames at {r['sample_rate']:g}/s, {r['frames_per_second']} frames/s]")
+    for t in tracks:
+        share = "  ".join(f"{c} {v:.0%}" for c, v in t["share"].items())
+        print(f"  #{t['track']}  seen {t['first_seen']:.1f}-{t['last_seen']:.1f} s ({t['seconds']:.1f} s)  "
+              f"{t['label']}  ({share})")
+    for k in ("annotated", "warning"):
+        if r.get(k):
+            print(f"  {k}: {r[k]}")
+    for p in r.get("timelines", []):
+        print(f"  timeline: {p}")
+
+
+class _VideoTable:
+    """--csv: every result as a row (kind image, frame, track or clip; a frame row per face)."""
+
+    def __init__(self, path: str, classes: list[str]):
+        import csv
+
+        self.fh = sys.stdout if path == "-" else open(path, "w", newline="")
+        self.classes = classes
+        cols = ["path", "kind", "frame", "time", "track", "x", "y", "w", "h", "score", "label",
+                *[f"p_{c}" for c in classes], "first_seen", "last_seen", "seconds",
+                *[f"share_{c}" for c in classes], "error"]
+        self.writer = csv.DictWriter(self.fh, cols, extrasaction="ignore")
+        self.writer.writeheader()
+
+    def add(self, r: dict) -> None:
+        row = {k: r.get(k) for k in ("path", "frame", "time", "track", "label", "first_seen", "last_seen",
+                                      "seconds", "error")}
+        row["kind"] = r.get("kind", "image")
+        row.update({f"share_{c}": v for c, v in (r.get("share") or {}).items()})
+        faces = r.get("faces") if row["kind"] == "frame" else None
+        if not faces:  # an image, a summary, or a frame without a face
+            self.writer.writerow({**row, **{f"p_{c}": v for c, v in (r.get("probabilities") or {}).items()}})
+        for f in faces or []:
+            x, y, w, h = f["box"]
+            self.writer.writerow({**row, "track": f["track"], "x": x, "y": y, "w": w, "h": h, "score": f["score"],
+                                  "label": f["label"], **{f"p_{c}": v for c, v in f["probabilities"].items()}})
+
+    def close(self) -> None:
+        if self.fh is not sys.stdout:
+            self.fh.close()
 
 
 def cmd_demo(args) -> int:
@@ -539,7 +639,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--faces", action=argparse.BooleanOptionalAction, default=None,
                     help="find and classify every face (default: on for face models such as fer-happy-sad, "
                          "off otherwise); the image label is the face-area-weighted vote")
-    sp.add_argument("--save-annotated", metavar="DIR", help="write a copy of each image with its boxes and labels")
+    sp.add_argument("--save-annotated", metavar="DIR", help="write a copy of each image with its boxes and labels "
+                    "(videos: the annotated video and a timeline PNG per person)")
+    sp.add_argument("--fps", type=float_range(0, 1000), default=None, metavar="N",
+                    help="videos: frames sampled per second (default 5; 0: every frame)")
+    sp.add_argument("--csv", metavar="FILE", help="also write every result as a CSV row (videos: a row per face "
+                    "per sampled frame, per person and per clip); - for standard output")
     device_opt(sp)
 
     sp = add("demo", "generate a synthetic smile/frown dataset and run the whole pipeline on it", cmd_demo)

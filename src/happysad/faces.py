@@ -351,7 +351,8 @@ def annotate(image: Image.Image, result: dict, classes: list[str] | None = None)
     for f in result.get("faces") or []:
         x, y, w, h = f["box"]
         draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour(f["label"]), width=line)
-        tag(x, y, f"{f['label']} {f['probabilities'][f['label']]:.2f}", colour(f["label"]))
+        who = f"#{f['track']} " if "track" in f else ""  # a video's faces carry their track ID
+        tag(x, y, f"{who}{f['label']} {f['probabilities'][f['label']]:.2f}", colour(f["label"]))
     if not result.get("faces"):
         note = "  (no face found)" if result.get("face_found") is False else ""
         tag(line, line, f"{result['label']} {result['probabilities'][result['label']]:.2f}{note}",

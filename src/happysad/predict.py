@@ -222,6 +222,14 @@ class Predictor:
     def predict(self, sources: Sequence) -> list[dict]:
         return list(self.predict_iter(sources))
 
+    def predict_video(self, source, fps: float | None = None, **kw) -> Iterator[dict]:
+        """A video file (path or bytes): one result per sampled frame (``kind`` "frame": faces with
+        track IDs and smoothed labels), then one per track ("track"), then the clip's ("clip"). See
+        :mod:`happysad.video` (keywords: ``annotate_to``, ``max_seconds``, ``progress``)."""
+        from . import video
+
+        return video.analyze(self, source, video.FPS if fps is None else fps, **kw)
+
 
 def predict(inputs: Sequence, model: Bundle | str | os.PathLike, **kw) -> list[dict]:
     """Convenience: expand folders, then predict every file."""

@@ -3,6 +3,7 @@
     GET  /              the page: drop or choose photos, or take a webcam snapshot
     POST /api/predict   multipart field ``files`` (one or more images) -> labels and probabilities
     GET  /api/model     classes, input size and the metrics from the model's meta.json
+    POST /api/predict-video, WS /api/live   video and the page's live camera (see serve_video.py)
     GET  /health        liveness
     GET  /docs          OpenAPI docs (Swagger UI served from the fastapi-offline package, no CDN)
 
@@ -302,6 +303,7 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
         yield
         batcher.stop()
         pool.shutdown(wait=False, cancel_futures=True)
+        stop_video()
 
     app = FastAPI(title="happysad", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Classify images with a happysad model. Errors are JSON: "
@@ -328,7 +330,8 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
         where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
-        msg = "send one or more images as multipart/form-data field 'files'"
+        msg = ("send one video as multipart/form-data field 'file'" if request.url.path == "/api/predict-video"
+               else "send one or more images as multipart/form-data field 'files'")
         return JSONResponse(ApiError(422, "bad_request", f"{msg} ({where})").body(), status_code=422)
 
     # ---- page and docs: fixed routes over bytes read at start-up
@@ -424,6 +427,12 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
         timing.update(decode_ms=round((t1 - t0) * 1000, 2),
                       total_ms=round((time.perf_counter() - t0) * 1000, 2))
         return JSONResponse({"results": results, "timing": timing})  # plain dicts: skip FastAPI's re-encoding
+
+    # ---- video: POST /api/predict-video and the page's live camera (WS /api/live)
+    from .serve_video import add_video_routes
+
+    video_limits, stop_video = add_video_routes(app, predictor, ApiError)
+    limits.update(video_limits)
 
     return BodyLimit(app, max_upload_mb)
 
