@@ -203,3 +203,69 @@ def test_whole_image_model_is_refused_for_video(clip, trained_run):
     _, res = trained_run
     with pytest.raises(Exception, match="face or photo model"):
         next(Predictor(res.run_dir).predict_video(clip[0]))
+
+
+# ---- the server: POST /api/predict-video and the live camera's WebSocket
+
+@pytest.fixture(scope="module")
+def client(face_predictor):
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from happysad import serve
+
+    with TestClient(serve.create_app(face_predictor, warm_up=False)) as c:
+        yield c
+
+
+def test_api_predict_video(client, clip):
+    path, truth = clip
+    r = client.post("/api/predict-video?fps=5", files={"file": ("clip.mp4", path.read_bytes(), "video/mp4")})
+    assert r.status_code == 200
+    body = r.json()
+    # the same lines as `happysad predict clip.mp4 --json --fps 5`, grouped
+    assert len(body["frames"]) == len(truth) // 2 and [t["track"] for t in body["tracks"]] == [1, 2]
+    assert body["clip"]["tracks"] == 2 and body["clip"]["path"] == "clip.mp4"
+    assert body["tracks"][1]["first_seen"] == pytest.approx(seen(truth, 1)[0] / RATE, abs=0.2)
+
+    r = client.post("/api/predict-video", files={"file": ("notes.mp4", b"not a video", "video/mp4")})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "not_video"
+    assert r.json()["error"]["file"] == "notes.mp4"
+    r = client.post("/api/predict-video?fps=50", files={"file": ("clip.mp4", path.read_bytes(), "video/mp4")})
+    assert r.status_code == 422 and "fps" in r.json()["error"]["message"]
+    r = client.post("/api/predict-video")
+    assert r.status_code == 422 and "field 'file'" in r.json()["error"]["message"]
+    assert client.get("/api/model").json()["limits"]["max_video_seconds"] > 0
+
+
+def test_length_limit(face_predictor, clip):
+    """A server refuses videos over its length limit (413 too_long) before decoding them."""
+    with pytest.raises(video.VideoError, match="limit is 2 s") as e:
+        next(face_predictor.predict_video(clip[0].read_bytes(), max_seconds=2))
+    from happysad.serve_video import VIDEO_STATUS
+
+    assert VIDEO_STATUS[e.value.reason] == 413
+
+
+def test_live_websocket_tracks_across_frames(client):
+    from PIL import Image
+
+    frames, truth = demo.face_clip((256, 192), 60)
+    with client.websocket_connect("/api/live") as ws:
+        answers = []
+        for i in (16, 18, 20, 22, 24):  # the second face enters at frame 20
+            buf = io.BytesIO()
+            frames[i].save(buf, "JPEG", quality=85)
+            ws.send_bytes(buf.getvalue())
+            answers.append(ws.receive_json())
+        assert [[f["track"] for f in a["faces"]] for a in answers] == [[1], [1], [1, 2], [1, 2], [1, 2]]
+        assert answers[-1]["width"] == 256 and answers[-1]["server_ms"] > 0
+        ws.send_text("hello")
+        assert ws.receive_json()["error"]["code"] == "bad_request"
+        ws.send_bytes(b"GIF89a broken")
+        assert ws.receive_json()["error"]["status"] == 400
+        # the connection still works after a bad frame
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 48)).save(buf, "JPEG")
+        ws.send_bytes(buf.getvalue())
+        assert ws.receive_json()["faces"] == []
