@@ -6,7 +6,9 @@
     frame, then one summary per track and one for the whole clip
 
 Which model judges a face: a face model (``fer-happy-sad``) as it is; a photo model (``happy-sad``, the
-default) through its face member, mirrored as the photo model does. The photo model's scene member
+default) through its face member. Where a model averages each face with its mirror image (the photo
+model's face member, or ``tta``), video shows it the face and the mirror image on alternate frames
+instead: the smoothing then averages both views at the cost of one. The photo model's scene member
 (EfficientNet-Lite0, ~90 ms a frame on 2 cores) is not run on video: it would cost five times the rest of
 the pipeline, and a clip's question is about the people in it. Frames without a face say so.
 
@@ -257,20 +259,20 @@ class FaceClassifier:
         self.detector = face_tools.detector(cfg.get("detector", face_tools.DETECTOR), tile_above=DETECTOR_TILE_ABOVE)
         self._lock = threading.Lock()
 
-    def __call__(self, img: Image.Image) -> tuple[list, np.ndarray]:
-        """-> (faces found, largest first; (n, classes) probabilities)."""
+    def __call__(self, img: Image.Image, view: int = 0) -> tuple[list, np.ndarray]:
+        """-> (faces found, largest first; (n, classes) probabilities). ``view``: the frame's number in
+        its stream; odd frames are classified mirrored when the model averages both views."""
         found = self.detector.detect(img)[:MAX_FACES]
         if not found:
             return [], np.zeros((0, len(self.classes)))
         x = face_tools.face_inputs(img, found, self.size, self.mode, self.cfg)
         if len(x) != len(found):  # the frame is itself a face crop: judged whole, as one face
             found = found[:1]
-        if self.mirror:
-            x = np.concatenate([x, x[:, :, ::-1]])
+        if self.mirror and view % 2:
+            x = x[:, :, ::-1]
         with self._lock:
             p = self.model.predict_arrays(x)
-        n = len(found)
-        return found, (p[:n] + p[n:]) / 2 if self.mirror else p
+        return found, p
 
 
 # ------------------------------------------------------------------------------------------ tracking
@@ -430,7 +432,7 @@ def analyze(predictor, source, fps: float = FPS, name: str | None = None, annota
     t0 = time.perf_counter()
     try:
         for fr in reader:
-            found, probs = clf(fr.image)
+            found, probs = clf(fr.image, sampled)
             tracks = tracker.update(fr.time, [f.box for f in found], probs)
             sampled += 1
             with_faces += bool(found)
@@ -464,6 +466,76 @@ def analyze(predictor, source, fps: float = FPS, name: str | None = None, annota
 # output container -> (encoder, pixel format); anything else is written as H.264 in MP4
 _ENCODERS = {".mp4": ("libx264", "yuv420p"), ".mov": ("libx264", "yuv420p"), ".mkv": ("libx264", "yuv420p"),
              ".webm": ("libvpx", "yuv420p"), ".avi": ("mpeg4", "yuv420p"), ".gif": ("gif", "pal8")}
+_OPTIONS = {"libx264": {"preset": "veryfast", "crf": "23"}, "libvpx": {"deadline": "realtime", "cpu-used": "8", "b": "1M"}}
+
+
+class VideoWriter:
+    """Encodes Pillow frames into ``path`` (the codec from its extension: ``_ENCODERS``), on a thread of
+    its own so that encoding overlaps the next frame's analysis; at most ``queue`` frames wait.
+    MP4/MOV files get their index at the front (a cut-off copy still plays)."""
+
+    def __init__(self, path: str | Path, size: tuple[int, int], rate: float, queue: int = 8):
+        import queue as queues
+        from fractions import Fraction
+
+        av = _av()
+        self.path = Path(path)
+        codec, pix = _ENCODERS[self.path.suffix.lower()]
+        opts = {"movflags": "+faststart"} if self.path.suffix.lower() in (".mp4", ".mov") else {}
+        self.out = av.open(str(self.path), mode="w", options=opts)
+        self.stream = self.out.add_stream(codec, rate=Fraction(rate).limit_denominator(1001))
+        w, h = size
+        self.size = (max(2, w // 2 * 2), max(2, h // 2 * 2)) if pix == "yuv420p" else (w, h)  # 4:2:0 needs even sides
+        self.stream.width, self.stream.height = self.size
+        self.stream.pix_fmt = pix
+        self.stream.options = dict(_OPTIONS.get(codec, {}))
+        self._frames: queues.Queue = queues.Queue(maxsize=queue)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="happysad-encode", daemon=True)
+        self._thread.start()
+
+    def add(self, img: Image.Image) -> None:
+        if self._error is not None:
+            raise self._error
+        self._frames.put(img)
+
+    def _run(self) -> None:
+        av = _av()
+        while (img := self._frames.get()) is not None:
+            if self._error is not None:
+                continue  # drain after a failure; close() reports it
+            try:
+                img = img.convert("RGB")
+                if img.size != self.size:
+                    img = img.crop((0, 0, *self.size))
+                for packet in self.stream.encode(av.VideoFrame.from_image(img)):
+                    self.out.mux(packet)
+            except Exception as e:  # noqa: BLE001 -- handed to the caller by close()
+                self._error = e
+
+    def close(self) -> None:
+        self._frames.put(None)
+        self._thread.join()
+        try:
+            if self._error is None:
+                for packet in self.stream.encode():
+                    self.out.mux(packet)
+        finally:
+            self.out.close()
+        if self._error is not None:
+            raise HappysadError(f"{self.path}: could not write the video ({_why(self._error)})")
+
+
+def write_video(frames, path: str | Path, fps: float = 10) -> Path:
+    """Encode Pillow frames as a video file (for tests and benchmarks)."""
+    frames = iter(frames)
+    first = next(frames)
+    writer = VideoWriter(path, first.size, fps)
+    writer.add(first)
+    for img in frames:
+        writer.add(img)
+    writer.close()
+    return writer.path
 
 
 class AnnotatedVideo:
@@ -471,46 +543,22 @@ class AnnotatedVideo:
     container family as the input, audio dropped), and ``NAME.track<ID>.png`` timelines."""
 
     def __init__(self, folder: str | Path, reader: VideoReader, classes: list[str]):
-        av = _av()
         self.classes = classes
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         suffix = Path(reader.name).suffix.lower()
         suffix = suffix if suffix in _ENCODERS else ".mp4"
         self.stem = Path(reader.name).stem or "video"
-        self.path = self.folder / f"{self.stem}.annotated{suffix}"
-        codec, pix = _ENCODERS[suffix]
-        self.out = av.open(str(self.path), mode="w")
-        from fractions import Fraction
-
-        rate = Fraction(reader.rate).limit_denominator(1001)
-        self.stream = self.out.add_stream(codec, rate=rate)
-        # yuv420p needs even sides
-        self.size = (reader.info.width // 2 * 2 or 2, reader.info.height // 2 * 2 or 2) if pix == "yuv420p" \
-            else (reader.info.width, reader.info.height)
-        self.stream.width, self.stream.height = self.size
-        self.stream.pix_fmt = pix
-        if codec == "libx264":
-            self.stream.options = {"preset": "veryfast", "crf": "23"}
-        elif codec == "libvpx":
-            self.stream.options = {"deadline": "realtime", "cpu-used": "8", "b": "1M"}
+        self.writer = VideoWriter(self.folder / f"{self.stem}.annotated{suffix}",
+                                  (reader.info.width, reader.info.height), reader.rate)
+        self.path = self.writer.path
         self.timeline_paths: list[Path] = []
 
     def write(self, image: Image.Image, result: dict) -> None:
-        av = _av()
-        img = face_tools.annotate(image, result, self.classes) if result["faces"] else image
-        if img.size != self.size:
-            img = img.crop((0, 0, *self.size))
-        frame = av.VideoFrame.from_image(img)
-        for packet in self.stream.encode(frame):
-            self.out.mux(packet)
+        self.writer.add(face_tools.annotate(image, result, self.classes) if result["faces"] else image)
 
     def close(self) -> None:
-        try:
-            for packet in self.stream.encode():
-                self.out.mux(packet)
-        finally:
-            self.out.close()
+        self.writer.close()
 
     def timelines(self, tracks: list[Track], classes: list[str]) -> None:
         import matplotlib
@@ -551,7 +599,7 @@ class LiveStream:
 
     def frame(self, img: Image.Image, now: float | None = None) -> dict:
         now = (time.monotonic() if now is None else now) - self.t0
-        found, probs = self.classifier(img)
+        found, probs = self.classifier(img, self.frames)
         tracks = self.tracker.update(now, [f.box for f in found], probs)
         res = frame_result("live", self.frames, now, found, probs, tracks, self.classifier.classes)
         self.frames += 1
@@ -559,25 +607,3 @@ class LiveStream:
         res.update(width=img.width, height=img.height)
         return res
 
-
-def write_video(frames, path: str | Path, fps: float = 10, codec: str | None = None) -> Path:
-    """Encode Pillow frames as a video (the codec from the file's extension, as for annotated videos);
-    MP4s get their index at the front, so that a cut-off copy still plays (for tests and benchmarks)."""
-    from fractions import Fraction
-
-    av = _av()
-    path = Path(path)
-    suffix = path.suffix.lower() if path.suffix.lower() in _ENCODERS else ".mp4"
-    enc, pix = _ENCODERS[suffix]
-    frames = list(frames)
-    opts = {"movflags": "+faststart"} if suffix in (".mp4", ".mov") else {}
-    with av.open(str(path), mode="w", options=opts) as out:
-        stream = out.add_stream(codec or enc, rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height = frames[0].size
-        stream.pix_fmt = pix
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_image(img.convert("RGB"))):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
