@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -85,9 +86,13 @@ def is_video(path: str | os.PathLike) -> bool:
     Judged by content; the name's extension only decides for a file no reader recognises (a damaged
     ``clip.mp4`` then reports as a damaged video rather than as "not an image")."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+            return False
         with open(path, "rb") as fh:
             head = fh.read(256)
     except OSError:
+        return False
+    if not head:  # empty: the image reader's message says so
         return False
     if _sniff_bytes(head):
         return True
