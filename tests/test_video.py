@@ -235,7 +235,7 @@ def test_api_predict_video(client, clip):
     assert r.status_code == 422 and "fps" in r.json()["error"]["message"]
     r = client.post("/api/predict-video")
     assert r.status_code == 422 and "field 'file'" in r.json()["error"]["message"]
-    assert client.get("/api/model").json()["limits"]["max_video_seconds"] > 0
+    assert client.get("/api/model").json()["video"]["max_video_seconds"] > 0
 
 
 def test_length_limit(face_predictor, clip):

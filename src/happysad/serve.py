@@ -372,7 +372,7 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
                 "input": meta.get("input", {}), "output": meta.get("output"), "arch": meta.get("arch"),
                 "metrics": meta.get("metrics"), "versions": meta.get("versions"), "faces": predictor.faces,
                 "kind": meta.get("kind", "model"),
-                "limits": limits}
+                "limits": limits, "video": video_limits}
 
     def prepare(data: bytes):
         # Header checks first (format allowed, pixel limit) so that a bomb is refused before decoding;
@@ -432,7 +432,6 @@ def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = 
     from .serve_video import add_video_routes
 
     video_limits, stop_video = add_video_routes(app, predictor, ApiError)
-    limits.update(video_limits)
 
     return BodyLimit(app, max_upload_mb)
 

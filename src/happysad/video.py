@@ -34,6 +34,7 @@ import os
 import stat
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -293,7 +294,8 @@ class Track:
     samples: int = 1
     label_seconds: np.ndarray = None  # seconds labelled as each class (smoothed label)
     prob_sum: np.ndarray = None       # sum of smoothed probabilities (for the mean)
-    history: list = field(default_factory=list)  # (time, smoothed probabilities): the timeline plot
+    # for the timeline plot: times and smoothed probabilities, flat (an hour at 30 frames/s is ~1 MB)
+    history: array = field(default_factory=lambda: array("f"))
 
     @property
     def centre(self) -> np.ndarray:
@@ -366,7 +368,8 @@ class Tracker:
         t.label_seconds[int(np.argmax(t.probs))] += self.dt
         t.prob_sum += t.probs
         if self.keep_history:
-            t.history.append((now, t.probs.astype(np.float32)))
+            t.history.append(now)
+            t.history.extend(t.probs)
 
     def tracks(self) -> list[Track]:
         return sorted(self.ended + self.active, key=lambda t: t.id)
@@ -574,8 +577,8 @@ class AnnotatedVideo:
         for t in tracks:
             if not t.history:
                 continue
-            times = np.array([h[0] for h in t.history])
-            probs = np.stack([h[1] for h in t.history])
+            rows = np.asarray(t.history).reshape(-1, 1 + len(classes))
+            times, probs = rows[:, 0], rows[:, 1:]
             fig, ax = plt.subplots(figsize=(6, 1.8), dpi=100)
             for k, c in enumerate(classes):
                 ax.plot(times, probs[:, k], label=c, color=face_tools.PALETTE[k % len(face_tools.PALETTE)])
