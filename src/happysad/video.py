@@ -171,11 +171,12 @@ class VideoReader:
         self.stream.thread_type = "AUTO"  # FFmpeg decodes on its own threads
         ctx = self.stream.codec_context
         rate = float(self.stream.average_rate or self.stream.guessed_rate or 0) or 25.0
-        duration = None
+        # The video stream's own length tells a truncated file; the container's (which may include a
+        # longer audio track) only bounds the length.
+        self._stream_seconds = None
         if self.stream.duration is not None and self.stream.time_base is not None:
-            duration = float(self.stream.duration * self.stream.time_base)
-        elif self.container.duration:
-            duration = self.container.duration / 1_000_000
+            self._stream_seconds = float(self.stream.duration * self.stream.time_base)
+        duration = self._stream_seconds or (self.container.duration / 1_000_000 if self.container.duration else None)
         self.info = VideoInfo(self.name, ctx.width, ctx.height, rate, duration, ctx.name,
                               self.stream.frames or None)
         if ctx.width * ctx.height > max_pixels:
@@ -217,7 +218,7 @@ class VideoReader:
                 if step:
                     next_t = (math.floor((t + eps) / step) + 1) * step
                 yield Frame(i, round(t, 4), frame.to_image())
-            declared = self.info.duration
+            declared = self._stream_seconds
             if start is not None and declared and t + 1.5 / self.info.rate < declared:
                 self.problem = (f"the video ends at {t:.2f} s of the {declared:.2f} s its header declares: "
                                 "truncated or damaged")
@@ -292,8 +293,8 @@ class Track:
     first: float
     last: float
     samples: int = 1
-    label_seconds: np.ndarray = None  # seconds labelled as each class (smoothed label)
-    prob_sum: np.ndarray = None       # sum of smoothed probabilities (for the mean)
+    label_seconds: np.ndarray | None = None  # seconds labelled as each class (smoothed label)
+    prob_sum: np.ndarray | None = None       # sum of smoothed probabilities (for the mean)
     # for the timeline plot: times and smoothed probabilities, flat (an hour at 30 frames/s is ~1 MB)
     history: array = field(default_factory=lambda: array("f"))
 
