@@ -147,12 +147,15 @@ def test_cli_json_csv_and_annotated_video(clip, tmp_path, capsys):
     assert rows[-2]["first_seen"] == str(lines[-2]["first_seen"]) and rows[0]["p_happy"]
 
 
-def test_cli_text_summary(clip, capsys):
+def test_cli_text_summary(clip, tmp_path, capsys):
     path, _ = clip
-    assert cli.main(["predict", str(path), "--model", FACE_MODEL, "--fps", "2"]) == 0
+    for _ in range(2):  # the second run into the same folder does not overwrite the first
+        assert cli.main(["predict", str(path), "--model", FACE_MODEL, "--fps", "2", "--save-annotated", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{path}: happy") and "2 people" in out[0]
     assert out[1].startswith("  #1  seen 0.0-") and out[2].startswith("  #2  seen 2.0-")
+    assert out[3] == f"  annotated: {tmp_path / 'clip.annotated.mp4'}"
+    assert f"  annotated: {tmp_path / 'clip-2.annotated.mp4'}" in out and (tmp_path / "clip-2.track2.png").exists()
 
 
 def test_videos_are_recognised_by_content(clip, tmp_path):

@@ -171,12 +171,13 @@ class VideoReader:
         self.stream.thread_type = "AUTO"  # FFmpeg decodes on its own threads
         ctx = self.stream.codec_context
         rate = float(self.stream.average_rate or self.stream.guessed_rate or 0) or 25.0
-        # The video stream's own length tells a truncated file; the container's (which may include a
-        # longer audio track) only bounds the length.
-        self._stream_seconds = None
+        # The video stream's own length, else the container's (Matroska declares only that one, and it
+        # may include a longer audio track: a truncation check allows it half a second more).
+        duration, self._slack = None, 0.0
         if self.stream.duration is not None and self.stream.time_base is not None:
-            self._stream_seconds = float(self.stream.duration * self.stream.time_base)
-        duration = self._stream_seconds or (self.container.duration / 1_000_000 if self.container.duration else None)
+            duration = float(self.stream.duration * self.stream.time_base)
+        elif self.container.duration:
+            duration, self._slack = self.container.duration / 1_000_000, 0.5
         self.info = VideoInfo(self.name, ctx.width, ctx.height, rate, duration, ctx.name,
                               self.stream.frames or None)
         if ctx.width * ctx.height > max_pixels:
@@ -218,8 +219,8 @@ class VideoReader:
                 if step:
                     next_t = (math.floor((t + eps) / step) + 1) * step
                 yield Frame(i, round(t, 4), frame.to_image())
-            declared = self._stream_seconds
-            if start is not None and declared and t + 1.5 / self.info.rate < declared:
+            declared = self.info.duration
+            if start is not None and declared and t + 1.5 / self.info.rate + self._slack < declared:
                 self.problem = (f"the video ends at {t:.2f} s of the {declared:.2f} s its header declares: "
                                 "truncated or damaged")
         except av.FFmpegError as e:
@@ -557,7 +558,11 @@ class AnnotatedVideo:
         self.folder.mkdir(parents=True, exist_ok=True)
         suffix = Path(reader.name).suffix.lower()
         suffix = suffix if suffix in _ENCODERS else ".mp4"
-        self.stem = Path(reader.name).stem or "video"
+        stem = self.stem = Path(reader.name).stem or "video"
+        n = 1
+        while (self.folder / f"{self.stem}.annotated{suffix}").exists():  # never overwrite: NAME-2, NAME-3, ...
+            n += 1
+            self.stem = f"{stem}-{n}"
         self.writer = VideoWriter(self.folder / f"{self.stem}.annotated{suffix}",
                                   (reader.info.width, reader.info.height), reader.rate)
         self.path = self.writer.path
