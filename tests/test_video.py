@@ -272,3 +272,18 @@ def test_live_websocket_tracks_across_frames(client):
         Image.new("RGB", (64, 48)).save(buf, "JPEG")
         ws.send_bytes(buf.getvalue())
         assert ws.receive_json()["faces"] == []
+
+
+def test_a_held_frame_counts_for_the_time_it_is_shown(face_predictor, tmp_path):
+    """An animated GIF whose last frame is held for a second (Pillow merges the identical no-face frames):
+    the summaries count time on screen, not frames."""
+    frames, truth = demo.face_clip((160, 120), 30)
+    gif = tmp_path / "held.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    for fps in (0, 5):
+        res = by_kind(face_predictor.predict_video(gif, fps=fps))
+        [c] = res["clip"]
+        assert c["duration"] == pytest.approx(len(truth) * 0.1), fps
+        assert c["seconds_with_faces"] == pytest.approx(sum(a or b for a, b in truth) * 0.1), fps
+        assert [t["seconds"] for t in res["track"]] == pytest.approx([2.0, 1.0]), fps
+    assert len(res["frame"]) < len(truth) // 2  # the held frame was analysed once

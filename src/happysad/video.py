@@ -22,12 +22,15 @@ Smoothing: an exponential moving average over time, per track, with a half-life 
 seconds: ``p <- p + a (p_frame - p)`` with ``a = 1 - 0.5 ** (dt / HALF_LIFE)``, so the weight of the past
 depends on seconds, not on the sampling rate. A track's label is the class of its smoothed probabilities.
 
-Summaries count time in sampled frames: each sampled frame stands for ``1 / rate`` seconds (``rate``: the
-sampling rate, or the video's own frame rate with ``fps=0``).
+Time: a sampled frame stands for the time it is on screen. With ``fps=0`` that is until the next frame;
+with ``fps`` N, a frame is sampled at each multiple of 1/N seconds at which it is the one shown, and
+stands for 1/N seconds per multiple (a frame held for a second, as in GIFs and screen recordings, is
+analysed once and counts for the whole second). Summaries add these ``seconds`` up.
 """
 
 from __future__ import annotations
 
+import glob
 import io
 import math
 import os
@@ -138,12 +141,14 @@ class Frame:
     index: int            # frame number in the video, from 0
     time: float           # seconds
     image: Image.Image    # RGB
+    seconds: float        # the time this sampled frame stands for
 
 
 class VideoReader:
     """Decodes a video file (path or bytes) as a stream and yields the sampled frames.
 
-    ``fps`` > 0 keeps the first frame at or after each multiple of 1/fps seconds; 0 keeps every frame.
+    ``fps`` > 0 keeps the frame shown at each multiple of 1/fps seconds; 0 keeps every frame (see the
+    module doc for the time each stands for).
     A stream that breaks off (a truncated or damaged file) ends the iteration with the frames decoded so
     far; ``problem`` then says what happened. ``max_seconds`` refuses longer videos (a server's limit)."""
 
@@ -200,10 +205,10 @@ class VideoReader:
         return self.info.frames
 
     def __iter__(self) -> Iterator[Frame]:
+        """Each decoded frame is held until the next one's time is known: only then is it known which
+        sampling times it covers (one frame in memory besides the decoder's own)."""
         av = _av()
-        step = 1.0 / self.fps if self.fps > 0 else 0.0
-        next_t = 0.0
-        eps = 0.25 / self.info.rate  # a quarter frame: timestamps are rounded to the time base
+        held = None  # (index, start time, frame) of the last decoded frame
         start = None
         try:
             for frame in self.container.decode(self.stream):
@@ -214,21 +219,37 @@ class VideoReader:
                 t -= start  # some containers start at a non-zero timestamp
                 if self.max_seconds is not None and t > self.max_seconds:
                     raise VideoError(self.name, f"longer than the limit of {self.max_seconds:g} s", "too_long")
-                if step and t + eps < next_t:
-                    continue
-                if step:
-                    next_t = (math.floor((t + eps) / step) + 1) * step
-                yield Frame(i, round(t, 4), frame.to_image())
-            declared = self.info.duration
-            if start is not None and declared and t + 1.5 / self.info.rate + self._slack < declared:
-                self.problem = (f"the video ends at {t:.2f} s of the {declared:.2f} s its header declares: "
-                                "truncated or damaged")
+                if held is not None:
+                    yield from self._sample(*held, t)
+                held = (i, t, frame)
+            if held is not None:
+                i, t, frame = held
+                shown = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
+                end = t + (shown or 1.0 / self.info.rate)
+                yield from self._sample(i, t, frame, end)
+                declared = self.info.duration
+                if declared and end + 0.5 / self.info.rate + self._slack < declared:
+                    self.problem = (f"the video ends at {end:.2f} s of the {declared:.2f} s its header declares: "
+                                    "truncated or damaged")
         except av.FFmpegError as e:
             self.problem = f"decoding stopped after {self.decoded} frame(s): damaged or truncated ({_why(e)})"
         except (MemoryError, OSError) as e:
             self.problem = f"decoding stopped after {self.decoded} frame(s) ({_why(e)})"
         finally:
             self.close()
+
+    def _sample(self, i: int, t: float, frame, end: float) -> Iterator[Frame]:
+        """The frame shown from ``t`` to ``end``, if a sampling time falls in that span."""
+        end = max(end, t)
+        if self.fps <= 0:
+            yield Frame(i, round(t, 4), frame.to_image(), end - t)
+            return
+        step = 1.0 / self.fps
+        eps = 0.25 / self.info.rate  # a quarter frame: timestamps are rounded to the time base
+        first = math.ceil((t - eps) / step)  # sampling times k * step in [t - eps, end - eps)
+        last = math.ceil((end - eps) / step)
+        if last > first:
+            yield Frame(i, round(t, 4), frame.to_image(), (last - first) * step)
 
     def close(self) -> None:
         try:
@@ -294,6 +315,7 @@ class Track:
     first: float
     last: float
     samples: int = 1
+    seconds: float = 0.0          # time on screen (the sampled frames' time)
     label_seconds: np.ndarray | None = None  # seconds labelled as each class (smoothed label)
     prob_sum: np.ndarray | None = None       # sum of smoothed probabilities (for the mean)
     # for the timeline plot: times and smoothed probabilities, flat (an hour at 30 frames/s is ~1 MB)
@@ -310,8 +332,8 @@ class Track:
 
 class Tracker:
     """Gives each face a track ID that stays while the face stays, and smooths its probabilities.
-    ``update(time, boxes, probs)`` -> the tracks, one per detection in order. ``dt`` is the time one
-    sampled frame stands for (summaries add it up)."""
+    ``update(time, boxes, probs, seconds)`` -> the tracks, one per detection in order; ``seconds`` is
+    the time the frame stands for (summaries add it up; ``dt`` when not given)."""
 
     def __init__(self, classes: list[str], dt: float, half_life: float = HALF_LIFE, max_age: float = MAX_AGE,
                  history: bool = True):
@@ -328,7 +350,7 @@ class Tracker:
         dist = float(np.linalg.norm(box[:2] + box[2:] / 2 - centre)) / max((side + t.side) / 2, 1e-6)
         return math.inf if dist > MAX_JUMP or scale > MAX_SCALE else dist + math.log(scale)
 
-    def update(self, now: float, boxes, probs: np.ndarray) -> list[Track]:
+    def update(self, now: float, boxes, probs: np.ndarray, seconds: float | None = None) -> list[Track]:
         from scipy.optimize import linear_sum_assignment
 
         for t in [t for t in self.active if now - t.last > self.max_age]:
@@ -345,6 +367,8 @@ class Tracker:
         for i, b in enumerate(boxes):
             if out[i] is None:
                 out[i] = self._start(b, probs[i], now)
+        for t in out:
+            self._count(t, now, self.dt if seconds is None else seconds)
         return out
 
     def _start(self, box, p, now) -> Track:
@@ -353,7 +377,6 @@ class Tracker:
                   label_seconds=np.zeros(k), prob_sum=np.zeros(k))
         self._next_id += 1
         self.active.append(t)
-        self._count(t, now)
         return t
 
     def _follow(self, t: Track, box, p, now) -> Track:
@@ -363,11 +386,11 @@ class Tracker:
         t.velocity = ((box[:2] + box[2:] / 2) - t.centre) / dt
         t.box, t.last = box, now
         t.samples += 1
-        self._count(t, now)
         return t
 
-    def _count(self, t: Track, now: float) -> None:
-        t.label_seconds[int(np.argmax(t.probs))] += self.dt
+    def _count(self, t: Track, now: float, seconds: float) -> None:
+        t.label_seconds[int(np.argmax(t.probs))] += seconds
+        t.seconds += seconds
         t.prob_sum += t.probs
         if self.keep_history:
             t.history.append(now)
@@ -395,8 +418,8 @@ def frame_result(name: str, frame_index: int, t: float, found: list, raw: np.nda
     return {"kind": "frame", "path": name, "frame": frame_index, "time": round(t, 3), "faces": faces}
 
 
-def track_summary(name: str, t: Track, classes: list[str], dt: float) -> dict:
-    seconds = t.samples * dt
+def track_summary(name: str, t: Track, classes: list[str]) -> dict:
+    seconds = t.seconds
     return {"kind": "track", "path": name, "track": t.id, "first_seen": round(t.first, 3),
             "last_seen": round(t.last, 3), "seconds": round(seconds, 3), "samples": t.samples,
             "label": classes[int(np.argmax(t.label_seconds))],
@@ -404,15 +427,15 @@ def track_summary(name: str, t: Track, classes: list[str], dt: float) -> dict:
             "mean_probabilities": _probs(classes, t.prob_sum / t.samples)}
 
 
-def clip_summary(name: str, reader_info: VideoInfo | None, tracks: list[Track], classes: list[str], dt: float,
-                 sampled: int, with_faces: int, decoded: int, rate: float, seconds: float,
+def clip_summary(name: str, reader_info: VideoInfo | None, tracks: list[Track], classes: list[str],
+                 sampled: int, duration: float, with_faces: float, decoded: int, rate: float, seconds: float,
                  problem: str | None) -> dict:
     """The whole clip: how long, how many people, and how face-time splits between the classes."""
     face_seconds = np.sum([t.label_seconds for t in tracks], axis=0) if tracks else np.zeros(len(classes))
     total = float(face_seconds.sum())
-    out = {"kind": "clip", "path": name, "duration": round(sampled * dt, 3), "frames_decoded": decoded,
+    out = {"kind": "clip", "path": name, "duration": round(duration, 3), "frames_decoded": decoded,
            "frames_sampled": sampled, "sample_rate": round(rate, 3), "tracks": len(tracks),
-           "seconds_with_faces": round(with_faces * dt, 3),
+           "seconds_with_faces": round(with_faces, 3),
            "label": classes[int(np.argmax(face_seconds))] if total else None,
            "face_seconds": {c: round(float(s), 3) for c, s in zip(classes, face_seconds)},
            "share": {c: round(float(s / total), 4) if total else 0.0 for c, s in zip(classes, face_seconds)},
@@ -438,14 +461,15 @@ def analyze(predictor, source, fps: float = FPS, name: str | None = None, annota
     name = reader.name
     tracker = Tracker(clf.classes, 1.0 / reader.rate, history=annotate_to is not None)
     writer = AnnotatedVideo(annotate_to, reader, clf.classes) if annotate_to is not None else None
-    sampled = with_faces = 0
+    sampled, duration, with_faces = 0, 0.0, 0.0
     t0 = time.perf_counter()
     try:
         for fr in reader:
             found, probs = clf(fr.image, sampled)
-            tracks = tracker.update(fr.time, [f.box for f in found], probs)
+            tracks = tracker.update(fr.time, [f.box for f in found], probs, fr.seconds)
             sampled += 1
-            with_faces += bool(found)
+            duration += fr.seconds
+            with_faces += fr.seconds if found else 0.0
             res = frame_result(name, fr.index, fr.time, found, probs, tracks, clf.classes)
             if writer is not None:
                 writer.write(fr.image, res)
@@ -460,8 +484,8 @@ def analyze(predictor, source, fps: float = FPS, name: str | None = None, annota
     if writer is not None:
         writer.timelines(tracks, clf.classes)
     for t in tracks:
-        yield track_summary(name, t, clf.classes, tracker.dt)
-    clip = clip_summary(name, reader.info, tracks, clf.classes, tracker.dt, sampled, with_faces, reader.decoded,
+        yield track_summary(name, t, clf.classes)
+    clip = clip_summary(name, reader.info, tracks, clf.classes, sampled, duration, with_faces, reader.decoded,
                         reader.rate, time.perf_counter() - t0, reader.problem)
     if writer is not None:
         clip["annotated"] = str(writer.path)
@@ -518,10 +542,21 @@ class VideoWriter:
                 img = img.convert("RGB")
                 if img.size != self.size:
                     img = img.crop((0, 0, *self.size))
-                for packet in self.stream.encode(av.VideoFrame.from_image(img)):
+                for packet in self.stream.encode(self._frame(av, img)):
                     self.out.mux(packet)
             except Exception as e:  # noqa: BLE001 -- handed to the caller by close()
                 self._error = e
+
+    def _frame(self, av, img: Image.Image):
+        if self.stream.pix_fmt != "pal8":
+            return av.VideoFrame.from_image(img)
+        # GIF: FFmpeg's scaler cannot make palettes; Pillow picks 256 colours per frame
+        pal = img.quantize(256)
+        rgb = np.zeros((256, 3), np.uint8)
+        used = np.asarray(pal.getpalette(), np.uint8).reshape(-1, 3)[:256]
+        rgb[:len(used)] = used
+        argb = np.concatenate([np.full((256, 1), 255, np.uint8), rgb], axis=1)
+        return av.VideoFrame.from_ndarray((np.asarray(pal), argb), format="pal8")
 
     def close(self) -> None:
         self._frames.put(None)
@@ -560,7 +595,7 @@ class AnnotatedVideo:
         suffix = suffix if suffix in _ENCODERS else ".mp4"
         stem = self.stem = Path(reader.name).stem or "video"
         n = 1
-        while (self.folder / f"{self.stem}.annotated{suffix}").exists():  # never overwrite: NAME-2, NAME-3, ...
+        while any(self.folder.glob(f"{glob.escape(self.stem)}.annotated.*")):  # never overwrite: NAME-2, ...
             n += 1
             self.stem = f"{stem}-{n}"
         self.writer = VideoWriter(self.folder / f"{self.stem}.annotated{suffix}",
