@@ -103,7 +103,7 @@ def is_video(path: str | os.PathLike) -> bool:
     if head.startswith((b"GIF87a", b"GIF89a")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         try:
             with Image.open(path) as img:
-                return getattr(img, "n_frames", 1) > 1
+                return bool(getattr(img, "is_animated", False))  # looks for a second frame only
         except Exception:
             return False
     if Path(path).suffix.lower() in VIDEO_SUFFIXES:
