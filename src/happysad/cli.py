@@ -321,6 +321,9 @@ def _predict_video(args, predictor, path: str, table) -> int:
     tracks = []
     try:
         for r in predictor.predict_video(path, fps=args.fps, annotate_to=args.save_annotated, progress=progress):
+            if bar is not None and r["kind"] != "frame":  # the frames are done: clear the bar before printing
+                bar.close()
+                bar = None
             if table is not None:
                 table.add(r)
             if args.json:

@@ -243,14 +243,19 @@ const LIVE_SIDE = 320;        // px: frames are downscaled to this longest side 
 const LIVE_INTERVAL = 200;    // ms between frames at most (5 per second)
 let live = null;              // {stream, ws, busy, sentAt, times, timer} while Live is on
 
+let liveStarting = false;  // a second click while the browser asks for the camera does nothing
+
 async function startLive() {
-  if (live) return;
+  if (live || liveStarting) return;
+  liveStarting = true;
   let media;
   try {
     media = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "user" }, audio: false });
   } catch (e) {
     setStatus("webcam not available: " + (e.message || e.name), true);
     return;
+  } finally {
+    liveStarting = false;
   }
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${proto}//${location.host}/api/live`);
