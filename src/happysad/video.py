@@ -317,7 +317,7 @@ class Track:
     samples: int = 1
     seconds: float = 0.0          # time on screen (the sampled frames' time)
     label_seconds: np.ndarray | None = None  # seconds labelled as each class (smoothed label)
-    prob_sum: np.ndarray | None = None       # sum of smoothed probabilities (for the mean)
+    prob_sum: np.ndarray | None = None       # smoothed probabilities x seconds (for the time-weighted mean)
     # for the timeline plot: times and smoothed probabilities, flat (an hour at 30 frames/s is ~1 MB)
     history: array = field(default_factory=lambda: array("f"))
 
@@ -391,7 +391,7 @@ class Tracker:
     def _count(self, t: Track, now: float, seconds: float) -> None:
         t.label_seconds[int(np.argmax(t.probs))] += seconds
         t.seconds += seconds
-        t.prob_sum += t.probs
+        t.prob_sum += t.probs * seconds
         if self.keep_history:
             t.history.append(now)
             t.history.extend(t.probs)
@@ -419,12 +419,12 @@ def frame_result(name: str, frame_index: int, t: float, found: list, raw: np.nda
 
 
 def track_summary(name: str, t: Track, classes: list[str]) -> dict:
-    seconds = t.seconds
+    seconds = max(t.seconds, 1e-9)  # frames with equal timestamps may stand for no time at all
     return {"kind": "track", "path": name, "track": t.id, "first_seen": round(t.first, 3),
-            "last_seen": round(t.last, 3), "seconds": round(seconds, 3), "samples": t.samples,
+            "last_seen": round(t.last, 3), "seconds": round(t.seconds, 3), "samples": t.samples,
             "label": classes[int(np.argmax(t.label_seconds))],
             "share": {c: round(float(s / seconds), 4) for c, s in zip(classes, t.label_seconds)},
-            "mean_probabilities": _probs(classes, t.prob_sum / t.samples)}
+            "mean_probabilities": _probs(classes, t.prob_sum / seconds)}
 
 
 def clip_summary(name: str, reader_info: VideoInfo | None, tracks: list[Track], classes: list[str],
@@ -454,8 +454,9 @@ def analyze(predictor, source, fps: float = FPS, name: str | None = None, annota
             max_seconds: float | None = None, progress=None, classifier: FaceClassifier | None = None) -> Iterator[dict]:
     """Yield one result per sampled frame, then one summary per track, then the clip's summary (see
     the module doc). ``annotate_to``: a folder for the annotated video and one timeline PNG per track.
-    ``progress(done, expected)`` is called after each sampled frame (``expected`` may be None). Raises :class:`VideoError` for a file that is
-    not a readable video (before yielding anything)."""
+    ``progress(done, expected)`` is called after each sampled frame (``expected`` may be None).
+    Raises :class:`VideoError` for a file that is not a readable video (at the start), or that breaks
+    a limit or yields no frame at all (later)."""
     clf = classifier or FaceClassifier(predictor)
     reader = VideoReader(source, fps, name=name, max_seconds=max_seconds)
     name = reader.name
