@@ -101,20 +101,23 @@ function regions(r) {
             name: "whole image" }];
 }
 
-function drawBox(frame, region, w, h) {
+function drawBox(frame, region, w, h, box) {
+  // `box`: an element drawn before (a live person's), moved and relabelled instead of drawn anew
   const [x, y, bw, bh] = region.box;
-  const box = el("div", "box");
+  box = box || el("div", "box");
   box.style.left = (100 * x / w) + "%";
   box.style.top = (100 * y / h) + "%";
   box.style.width = (100 * bw / w) + "%";
   box.style.height = (100 * bh / h) + "%";
   box.style.setProperty("--c", colorOf(region.label));
-  if (y / h < 0.12) box.classList.add("inside");  // no room above: put the tag inside the box
+  box.classList.toggle("inside", y / h < 0.12);  // no room above: put the tag inside the box
   const p = region.probabilities[region.label];
   const who = region.track !== undefined ? `#${region.track} ` : "";  // live faces carry a person number
-  box.append(el("span", "tag", `${who}${region.label} ${pct(p)}`));
+  const tag = box.querySelector(".tag") || box.appendChild(el("span", "tag"));
+  tag.textContent = `${who}${region.label} ${pct(p)}`;
   box.dataset.label = region.label;
-  frame.append(box);
+  if (!box.parentNode) frame.append(box);
+  return box;
 }
 
 function bars(region, showName) {
@@ -301,9 +304,15 @@ function onLiveAnswer(text) {
   while (live.times.length && now - live.times[0] > 3000) live.times.shift();
   const fps = live.times.length > 1 ? 1000 * (live.times.length - 1) / (now - live.times[0]) : 0;
   const frame = document.querySelector("#live .live-frame");
-  frame.querySelectorAll(".box").forEach((b) => b.remove());
-  // Labels come smoothed over time from the server (each person's probabilities, half-life 0.5 s).
-  r.faces.forEach((f) => drawBox(frame, f, r.width, r.height));
+  // Labels come smoothed over time from the server (each person's probabilities, half-life 0.5 s);
+  // each person keeps one box, which glides to its new place (CSS transition) instead of jumping.
+  const gone = new Map(Array.from(frame.querySelectorAll(".box"), (b) => [b.dataset.track, b]));
+  r.faces.forEach((f) => {
+    const key = String(f.track);
+    drawBox(frame, f, r.width, r.height, gone.get(key)).dataset.track = key;
+    gone.delete(key);
+  });
+  gone.forEach((b) => b.remove());
   const n = r.faces.length;
   $("#live-stats").textContent = `${fps.toFixed(1)} frames/s · latency ${Math.round(latency)} ms ` +
     `(server ${r.server_ms} ms) · ${n ? n + (n === 1 ? " face" : " faces") : "no face"}`;
