@@ -73,7 +73,7 @@ def time_fer(path: Path, out: Path):
     v = Video(str(path), outdir=str(out))
     with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):  # its progress bar
         return timed(lambda: v.analyze(det, display=False, save_frames=False, save_video=True,
-                                       annotate_frames=True, zip_images=False, output="csv"))
+                                       annotate_frames=True, zip_images=False, output="pandas"))
 
 
 def main() -> int:
