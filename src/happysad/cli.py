@@ -416,15 +416,19 @@ def cmd_serve(args) -> int:
     from . import serve
     from .bundle import load
 
+    key = serve.read_api_key(args.api_key, args.api_key_file)  # before the model loads: a usage error is quick
     bundle = load(_model_ref(args))  # before uvicorn starts, so a bad model is a one-line error
-    url = serve.url_for(args.host, args.port)
+    url = serve.url_for(args.host, args.port) + (f"#key={key}" if key else "")  # the page takes the key from there
+    warning = serve.exposure_warning(args.host, key is not None)
 
     def ready():
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         print(f"happysad serve: {bundle.name} ({', '.join(bundle.classes)}) at {url}  (Ctrl+C to stop)",
               file=sys.stderr, flush=True)
 
     serve.serve(bundle, args.host, args.port, max_upload_mb=args.max_upload_mb, max_files=args.max_files,
-                on_ready=ready)
+                max_inflight_mb=args.max_inflight_mb, api_key=key, on_ready=ready)
     return 0
 
 
@@ -434,13 +438,21 @@ def _add_serve_parser(add) -> None:
     sp = add("serve", "web page and REST API: drop a photo, see it labelled", cmd_serve)
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--host", default=serve.HOST, help=f"address to listen on (default {serve.HOST}: this "
-                    "machine only; 0.0.0.0 opens it to the network)")
+                    "machine only; 0.0.0.0 opens it to every network the machine is on: use --api-key-file)")
     sp.add_argument("--port", type=int_range(1, 65535), default=serve.PORT, help=f"1 to 65535 (default {serve.PORT})")
     sp.add_argument("--max-upload-mb", type=float_range(0, MAX_UPLOAD_MB_MAX, above=True), default=serve.MAX_UPLOAD_MB,
                     metavar="MB", help=f"largest request body, all files together (default {serve.MAX_UPLOAD_MB:g}, "
                     f"at most {MAX_UPLOAD_MB_MAX:g}); larger uploads get 413")
     sp.add_argument("--max-files", type=int_range(1, serve.MAX_PENDING), default=serve.MAX_FILES, metavar="N",
                     help=f"most images in one request (default {serve.MAX_FILES}, at most {serve.MAX_PENDING})")
+    sp.add_argument("--max-inflight-mb", type=float_range(0, 64 * MAX_UPLOAD_MB_MAX, above=True),
+                    default=serve.MAX_INFLIGHT_MB, metavar="MB", help="request bodies held at once, all requests "
+                    f"together (default {serve.MAX_INFLIGHT_MB:g}); past it a request gets 503")
+    key = sp.add_mutually_exclusive_group()
+    key.add_argument("--api-key-file", metavar="FILE", help="require this key (the file's first line, at least "
+                     f"{serve.API_KEY_MIN} characters) on every /api/ request; the page asks for it once")
+    key.add_argument("--api-key", metavar="KEY", help="the same, given here (other users of this machine can "
+                     "see it in the process list: prefer --api-key-file)")
 
 # ---- end serve -------------------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ function setStatus(text, isError) {
 
 async function loadModel() {
   try {
-    const r = await fetch("/api/model");
+    const r = await apiFetch("/api/model");
     model = await r.json();
     const inp = model.input || {};
     const parts = [`model ${model.name}`, `classes: ${model.classes.join(", ")}`,
@@ -73,7 +73,7 @@ async function send(files) {
     const t0 = performance.now();
     let resp, body;
     try {
-      resp = await fetch("/api/predict", { method: "POST", body: fd });
+      resp = await apiFetch("/api/predict", { method: "POST", body: fd });
       body = await resp.json().catch(() => null);
     } catch (e) {
       setStatus("the server did not answer: " + e, true);
