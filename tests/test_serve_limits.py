@@ -23,17 +23,8 @@ KEY = "k" * 8 + "-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
-    """An 8x8 gray model that takes a second to build: these tests are about the server, not the model."""
-    import keras
-
-    root = tmp_path_factory.mktemp("tiny_serve")
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(1, activation="sigmoid")])
-    bundle.save_keras(model, root / "model.keras")
-    meta = bundle.make_meta(classes=["happy", "sad"], img_size=(8, 8), color_mode="grayscale", arch="tiny")
-    bundle.write_json(root / "meta.json", meta)
-    return Predictor(bundle.load(root))
+def predictor(tiny_model):
+    return Predictor(bundle.load(tiny_model))
 
 
 @contextmanager

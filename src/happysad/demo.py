@@ -107,7 +107,7 @@ def plant_junk(data: str | os.PathLike, seed: int = 0) -> list[str]:
 def run_demo(workdir: str | os.PathLike = "demo", n_per_class: int = 400, epochs: int = 20,
              img_size: int = 48, seed: int = 0, verbose: bool = True) -> dict:
     """The whole pipeline on generated data. Returns where everything went and the key figures."""
-    from . import clean, evaluate, predict, split, train
+    from . import clean, evaluate, places, predict, split, train
 
     def say(msg):
         if verbose:
@@ -117,6 +117,7 @@ def run_demo(workdir: str | os.PathLike = "demo", n_per_class: int = 400, epochs
     work = Path(workdir)
     data = work / "data"
     marker = work / ".happysad-demo"
+    places.output_folder(work, "--workdir", make=False)
     if work.exists() and any(work.iterdir()):
         if not marker.exists():
             from .errors import UsageError

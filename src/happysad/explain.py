@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from . import images, photo
+from . import images, photo, places
 from .bundle import Bundle, atomic_write_bytes, load
 from .errors import HappysadError, UsageError
 from .predict import Predictor, face_settings, probabilities
@@ -145,7 +145,7 @@ def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.
     boxes = list(boxes) if boxes is not None else [None] * len(sources)
     if len(boxes) != len(sources):
         raise UsageError("give one box (or None) per image")
-    outdir = Path(out) if out is not None else None
+    outdir = places.output_folder(out, "--out") if out is not None else None
     results, used = [], set()
     for i, (src, box) in enumerate(zip(sources, boxes)):
         name = os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else f"<array {i}>"
@@ -168,9 +168,9 @@ def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.
                          box=tuple(box) if box else None)
         if outdir is not None:
             stem = Path(name).stem if isinstance(src, (str, os.PathLike)) else f"image{i}"
-            fname, n = f"{stem}.gradcam.png", 2
+            fname, n = places.fit_name(stem, ".gradcam.png"), 2
             while fname in used:  # same stem from different folders
-                fname, n = f"{stem}_{n}.gradcam.png", n + 1
+                fname, n = places.fit_name(stem, f"_{n}.gradcam.png"), n + 1
             used.add(fname)
             buf = io.BytesIO()
             ex.overlay.save(buf, format="PNG")

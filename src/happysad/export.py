@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bundle as bundles
-from . import photo
+from . import photo, places
 from .errors import HappysadError, UsageError
 
 FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
@@ -95,7 +95,7 @@ def export(model: bundles.Bundle | str | os.PathLike, fmt: str = "onnx",
     if Path(b.path).suffix.lower() != ".keras":
         raise UsageError(f"{b.path}: export needs a Keras model, not an already exported file")
     dest, meta_dest = _out_path(out, b, fmt)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    places.output_file(dest, "--out")
     _build(b.model, b)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=FORMATS[fmt], dir=dest.parent)
     os.close(fd)
@@ -121,6 +121,7 @@ def _export_photo(b: bundles.Bundle, fmt: str, out: str | os.PathLike | None) ->
     dest = Path(out) if out is not None else Path(f"{Path(b.path).name}-{fmt}")
     if dest.suffix.lower() in FORMATS.values():
         raise UsageError(f"--out {dest}: a photo model exports to a folder (one file per member), not one file")
+    places.output_folder(dest, "--out", make=False)
     if dest.exists() and any(dest.iterdir()):
         raise UsageError(f"--out {dest}: folder exists and is not empty")
     for member in photo.MEMBERS:

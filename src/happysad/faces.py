@@ -364,23 +364,29 @@ class AnnotatedWriter:
     """Writes annotated copies into one folder as NAME.jpg, never overwriting: a second image with the
     same name (from another folder) becomes NAME-2.jpg."""
 
+    OPTION = "--save-annotated"
+
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from . import places
+
+        self.folder = places.output_folder(folder, self.OPTION)
         self._used: set[str] = set()
 
     def write(self, source: str, result: dict) -> Path:
-        from . import images
+        from . import images, places
 
         img, _ = images.decode(source, "RGB", allowed_formats=None)
         stem = Path(source).stem or "image"
-        name, i = f"{stem}.jpg", 1
+        name, i = places.fit_name(stem, ".jpg"), 1  # a source name near the limit cannot take ".jpg" on top
         while name in self._used or (self.folder / name).exists():
             i += 1
-            name = f"{stem}-{i}.jpg"
+            name = places.fit_name(stem, f"-{i}.jpg")
         self._used.add(name)
         out = self.folder / name
-        annotate(img, result).save(out, quality=90)
+        try:
+            annotate(img, result).save(out, quality=90)
+        except OSError as e:
+            raise places.write_error(out, e, self.OPTION) from None
         return out
 
 

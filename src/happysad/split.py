@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import HappysadError, UsageError
 from .images import iter_files
+from .places import output_file
 
 DEFAULT_RATIOS = (0.7, 0.2, 0.1)
 SPLITS = ("train", "val", "test")
@@ -259,6 +260,8 @@ def split_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     Byte-identical files always share a split; with ``near_dup_distance`` > 0 so do pictures whose
     perceptual hashes are that close (e.g. a resized or re-encoded copy)."""
     check_ratios(ratios)
+    if out is not None:  # before the files are listed and hashed
+        output_file(out, "--out", make_folder=False)
     names = list_classes(data, classes)
     items, skipped = list_items(data, names)
     if groups is None:

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import bundle, data, faces, model as models, report, split as splitting
+from . import bundle, data, faces, model as models, places, report, split as splitting
 from .errors import HappysadError, UsageError
 from .evaluate import evaluate_files
 from .predict import Predictor
@@ -101,8 +101,7 @@ class TrainResult:
 
 def new_run_dir(project: str | os.PathLike, name: str | None) -> Path:
     """runs/train/exp, exp2, ... (or NAME, NAME2, ...): never reuses an existing folder."""
-    root = Path(project)
-    root.mkdir(parents=True, exist_ok=True)
+    root = places.output_folder(project, "--project")
     base = name or "exp"
     for i in range(1, 10_000):
         cand = root / (base if i == 1 else f"{base}{i}")
@@ -299,6 +298,7 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
     TrainConfig fields."""
     cfg = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).resolved()
     models.check_arch(cfg.arch, cfg.width)
+    places.output_folder(cfg.project, "--project", make=False)  # before the data is read
     data_dir = Path(data_dir)
     t_start = time.perf_counter()
     # A distributed strategy must exist before TensorFlow runs any op.
