@@ -560,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="reject images whose shortest side is smaller (px, default %(default)s)")
     sp.add_argument("--min-bytes", type=int_range(0, images.MAX_FILE_BYTES), default=0,
                     help="also reject files under this many bytes (the seed's 10 KB rule; off by default)")
-    sp.add_argument("--formats", metavar="F,F", help="allowed formats (default JPEG,PNG,BMP,GIF,WEBP,TIFF,MPO)")
+    sp.add_argument("--formats", metavar="F,F", help=f"allowed formats (default {','.join(images.ALLOWED_FORMATS)})")
     sp.add_argument("--max-pixels", type=int_range(1, images.MAX_PIXELS), default=images.MAX_PIXELS,
                     help="decompression-bomb guard: reject images with more pixels (default %(default)s, "
                          "also the most allowed)")

@@ -99,7 +99,7 @@ def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = ALPHA) -> Im
 
 
 def _source_image(src, box) -> Image.Image:
-    img, _ = images.decode(src, "RGB", allowed_formats=None)
+    img, _ = images.decode(src, "RGB")
     if box is not None:
         left, top, right, bottom = (int(v) for v in box)
         if not (0 <= left < right <= img.width and 0 <= top < bottom <= img.height):

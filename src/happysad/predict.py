@@ -126,7 +126,7 @@ class Predictor:
         whole image. Raises ``images.ImageError`` for a source that is not a usable image."""
         if not self.faces:
             return Prepared(self.load(src)[None])
-        img, _ = images.decode(src, "RGB", allowed_formats=None)
+        img, _ = images.decode(src, "RGB")
         h, w = self.bundle.image_size
         mode = "L" if self.bundle.color_mode == "grayscale" else "RGB"
         found = self.detector.detect(img)[:MAX_FACES]
