@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -79,7 +80,10 @@ def _table(rows: Sequence[Sequence], headers: Sequence[str]) -> str:
 
 
 def _print_json(obj) -> None:
-    print(json.dumps(obj, ensure_ascii=False))
+    # A file name that is not UTF-8 holds lone surrogates (os.fsdecode): written as \udcff escapes, the line
+    # stays valid UTF-8 JSON, and json.loads then os.fsencode give the name's bytes back.
+    text = json.dumps(obj, ensure_ascii=False)
+    print(re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _classes(args):
@@ -703,6 +707,9 @@ def _add_train_photo_parser(add, classes_opt) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed, never a crash
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("train", "evaluate", "predict", "demo", "serve", "export", "explain", "train-photo",

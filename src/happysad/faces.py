@@ -453,7 +453,7 @@ def build_face_dataset(src: str | Path, out: str | Path, rels: list[tuple[str, s
     import csv
 
     from . import images
-    from .split import SOURCES, list_classes
+    from .split import CSV_TEXT, SOURCES, list_classes
 
     src, out = Path(src), Path(out)
     if rels is None:
@@ -490,7 +490,7 @@ def build_face_dataset(src: str | Path, out: str | Path, rels: list[tuple[str, s
             ds.faces += 1
         ds.images += 1
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / SOURCES, "w", newline="") as fh:
+    with open(out / SOURCES, "w", newline="", **CSV_TEXT) as fh:
         w = csv.writer(fh)
         w.writerow(["path", "source", "face", "x", "y", "w", "h", "score"])
         w.writerows(rows)

@@ -159,6 +159,11 @@ def assign(items: Iterable[tuple[str, str, str]], ratios: Sequence[float] = DEFA
     return sorted(rows, key=lambda row: row.path)
 
 
+# File names that are not UTF-8 (held as surrogates, os.fsdecode) go into CSV files as their bytes and come
+# back as the same names: the CSV stays byte-identical to what ``ls`` shows.
+CSV_TEXT = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+
 def write_manifest(rows: Sequence[Row], out: str | os.PathLike) -> Path:
     """Write the CSV atomically (same content for the same data and seed, byte for byte)."""
     out = Path(out)
@@ -169,7 +174,7 @@ def write_manifest(rows: Sequence[Row], out: str | os.PathLike) -> Path:
     for row in rows:
         w.writerow([row.path, row.label, row.split, row.group])
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(buf.getvalue(), encoding="utf-8", newline="")
+    tmp.write_text(buf.getvalue(), newline="", **CSV_TEXT)
     os.replace(tmp, out)
     return out
 
@@ -178,7 +183,7 @@ def read_manifest(path: str | os.PathLike) -> list[Row]:
     """Read and check a split manifest: known columns, known split names, no file in two splits."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", **CSV_TEXT) as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or not {"path", "label", "split"} <= set(reader.fieldnames):
                 raise HappysadError(f"{path}: not a split manifest (needs columns path,label,split; "
@@ -246,7 +251,7 @@ def source_groups(folder: str | os.PathLike) -> dict[str, str] | None:
     p = Path(folder) / SOURCES
     if not p.is_file():
         return None
-    with open(p, newline="") as fh:
+    with open(p, newline="", **CSV_TEXT) as fh:
         return {r["path"]: f"photo:{r['source']}" for r in csv.DictReader(fh)}
 
 
