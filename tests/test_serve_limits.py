@@ -225,3 +225,29 @@ def test_cli_key_options_and_the_exposure_warning(tmp_path, capsys):
     open_warning = serve.exposure_warning("0.0.0.0", False)
     assert "anyone on every network" in open_warning and "--api-key-file" in open_warning
     assert "unencrypted" in serve.exposure_warning("0.0.0.0", True)
+
+
+def test_every_websocket_needs_the_key_too():
+    import asyncio
+
+    reached = []
+
+    async def inner(scope, receive, send):
+        reached.append(scope["path"])
+
+    guard = serve.ApiKeyCheck(inner, KEY)
+
+    def connect_ws(path, query=b"", headers=()):
+        sent = []
+
+        async def send(msg):
+            sent.append(msg)
+
+        scope = {"type": "websocket", "path": path, "query_string": query, "headers": list(headers)}
+        asyncio.run(guard(scope, None, send))
+        return sent
+
+    assert connect_ws("/ws/camera") == [{"type": "websocket.close", "code": 1008}] and reached == []
+    assert connect_ws("/ws/camera", b"api_key=nope") == [{"type": "websocket.close", "code": 1008}]
+    assert connect_ws("/ws/camera", f"x=1&api_key={KEY}".encode()) == [] and reached == ["/ws/camera"]
+    assert connect_ws("/api/live", headers=[(b"x-api-key", KEY.encode())]) == [] and reached[-1] == "/api/live"

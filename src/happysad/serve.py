@@ -264,7 +264,8 @@ async def _send_json(send, err: ApiError, headers: tuple = ()) -> None:
 
 # ------------------------------------------------------------------------------------------------ API key
 
-API_PREFIX = "/api/"  # what the key guards; the page, its files, /health and the docs hold no data
+# What the key guards, with every WebSocket; the page, its files, /health and the docs hold no data.
+API_PREFIX = "/api/"
 
 
 def read_api_key(text: str | None = None, path: str | os.PathLike | None = None) -> str | None:
@@ -294,7 +295,7 @@ def read_api_key(text: str | None = None, path: str | os.PathLike | None = None)
 
 
 class ApiKeyCheck:
-    """ASGI middleware: a request to the API (``/api/...``, HTTP or WebSocket) must carry the key, as
+    """ASGI middleware: an HTTP request to the API (``/api/...``) and every WebSocket must carry the key, as
     ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (a browser's WebSocket cannot send headers, so there
     ``?api_key=KEY`` too); anything else gets 401 before its body is read. The page gets the key once from
     the address ``http://HOST:PORT/#key=KEY`` (a fragment never reaches the server or its logs) or by asking,
@@ -320,8 +321,8 @@ class ApiKeyCheck:
         return any(hmac.compare_digest(k, self.key) for k in offered)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(API_PREFIX) \
-                or self._allowed(scope):
+        guarded = scope["type"] == "websocket" or (scope["type"] == "http" and scope["path"].startswith(API_PREFIX))
+        if not guarded or self._allowed(scope):
             return await self.app(scope, receive, send)
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 1008})  # refused before the handshake
