@@ -251,3 +251,42 @@ def test_every_websocket_needs_the_key_too():
     assert connect_ws("/ws/camera", b"api_key=nope") == [{"type": "websocket.close", "code": 1008}]
     assert connect_ws("/ws/camera", f"x=1&api_key={KEY}".encode()) == [] and reached == ["/ws/camera"]
     assert connect_ws("/api/live", headers=[(b"x-api-key", KEY.encode())]) == [] and reached[-1] == "/api/live"
+
+
+def test_the_page_works_with_a_key_in_chromium(predictor, tmp_path):
+    from test_serve_browser import browser, upload_and_wait
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    img = tmp_path / "face.png"
+    img.write_bytes(png())
+    with running(serve.create_app(predictor, warm_up=False, api_key=KEY)) as port:
+        drv = browser()
+        try:
+            base = f"http://127.0.0.1:{port}/"
+            drv.get(base + f"#key={KEY}")  # as start-up prints it
+            WebDriverWait(drv, 30).until(lambda d: "happy, sad" in d.find_element(By.ID, "model-info").text)
+            assert drv.current_url == base  # the key left the address bar
+            assert drv.execute_script("return sessionStorage.getItem('happysad-api-key')") == KEY
+            card = upload_and_wait(drv, img, 0)
+            assert card.find_element(By.CSS_SELECTOR, "h3.label").text in ("happy", "sad")
+
+            drv.execute_script("sessionStorage.clear()")  # no key: the page asks once, then works
+            drv.get(base)
+            WebDriverWait(drv, 20).until(lambda d: _alert(d))
+            alert = drv.switch_to.alert
+            assert "API key" in alert.text
+            alert.send_keys(KEY)
+            alert.accept()
+            WebDriverWait(drv, 30).until(lambda d: "happy, sad" in d.find_element(By.ID, "model-info").text)
+            assert upload_and_wait(drv, img, 0).find_element(By.CSS_SELECTOR, "h3.label").text in ("happy", "sad")
+        finally:
+            drv.quit()
+
+
+def _alert(drv):
+    try:
+        return drv.switch_to.alert
+    except Exception:
+        return False
