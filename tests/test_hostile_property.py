@@ -128,8 +128,9 @@ def test_any_names_shapes_and_contents(tmp_path_factory, tiny_model, happy, sad)
     moved = [v for k, v in snapshot(quarantine).items() if k not in (b"manifest.jsonl", b"report.html")]
     assert sorted(list(snapshot(data).values()) + moved) == sorted(before.values())  # each file in one place
 
-    code, _, _ = run("clean", data, "--quarantine", quarantine, "--restore")
-    assert code == 0 and snapshot(data) == before  # names and bytes as they were
+    code, _, err = run("clean", data, "--quarantine", quarantine, "--restore")
+    assert code == 0 or (not moved and "nothing to restore" in err)  # nothing quarantined: it says so
+    assert snapshot(data) == before  # names and bytes as they were
     assert snapshot(outside) == around and set(os.listdir(root)) <= {"data", "outside", "q"}
 
 
