@@ -724,7 +724,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"happysad {args.command}: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # a place that failed half-way (disk full, made read-only meanwhile): still one line
-        where = f"{os.fsencode(e.filename).decode('utf-8', 'backslashreplace')}: " if e.filename else ""
+        from .images import shown
+
+        where = f"{shown(e.filename)}: " if isinstance(e.filename, (str, bytes)) else ""
         print(f"happysad {args.command}: error: {where}{e.strerror or e}; check that this place exists and can be "
               "written, or pick another one", file=sys.stderr)
         return 1
