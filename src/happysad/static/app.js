@@ -260,8 +260,7 @@ async function startLive() {
   } finally {
     liveStarting = false;
   }
-  const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${proto}//${location.host}/api/live`);
+  const ws = new WebSocket(apiSocketUrl("/api/live"));  // carries the API key when the server asks for one
   ws.binaryType = "arraybuffer";
   live = { stream: media, ws, busy: false, sentAt: 0, times: [], timer: null, canvas: document.createElement("canvas") };
   const v = $("#live-video");
