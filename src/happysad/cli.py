@@ -167,6 +167,7 @@ def cmd_train(args) -> int:
         early_stopping=args.early_stopping, patience=args.patience, augment=args.augment,
         distributed=args.distributed, val_data=args.val_data, augment_warmup=args.augment_warmup,
         faces=args.faces, init_from=args.init_from, tensorboard=args.tensorboard,
+        weights=args.weights, download_weights=args.download_weights, head_epochs=args.head_epochs,
     )
     return _report_train(train.train(args.data, cfg), args)
 
@@ -601,12 +602,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", metavar="SPLIT.csv", help="use this manifest instead of splitting now")
     sp.add_argument("--val-data", metavar="DIR", help="a separate validation folder (same class folders): "
                     "train on all of DATA, select and report on DIR")
-    sp.add_argument("--arch", choices=sorted(ARCHS), default="default")
+    sp.add_argument("--arch", choices=["auto", *sorted(ARCHS)], default="auto",
+                    help="auto (default): efficientnet_lite0 from the ImageNet weights shipped with happysad for "
+                         "a folder of colour photos, else the small CNN 'default' trained from scratch; "
+                         "mobilenet_v3_small, mobilenet_v3_large, efficientnet_v2_b0: Keras ImageNet backbones")
+    sp.add_argument("--weights", metavar="imagenet|none|PATH",
+                    help="pretrained backbones: imagenet (default; Keras's cache $KERAS_HOME/models, "
+                         "nothing downloaded unless --download-weights), none (random), or a .weights.h5/.h5 file")
+    sp.add_argument("--download-weights", action="store_true",
+                    help="let Keras download the ImageNet weights into its cache when they are not there")
+    sp.add_argument("--head-epochs", type=int_range(0, EPOCHS_MAX), metavar="N",
+                    help="pretrained backbones: epochs training the head alone before the top blocks are "
+                         "fine-tuned (default 5)")
     # --width: model.check_arch refuses values outside 8..256 (with --arch seed too) before any run folder exists
     sp.add_argument("--width", type=int, metavar="N", help="default arch: filters of the first block, 8 to 256, "
                     "doubling per block up to 256 (default 32; with --init-from, that model's width)")
     sp.add_argument("--img-size", type=int_range(IMG_SIZE_MIN, bundle.MAX_SIDE), metavar="N",
-                    help=f"square input side, {IMG_SIZE_MIN} to {bundle.MAX_SIDE} (default: seed 256, default 96)")
+                    help=f"square input side, {IMG_SIZE_MIN} to {bundle.MAX_SIDE} (default: seed 256, default 96, "
+                         "a pretrained backbone its native 224)")
     sp.add_argument("--grayscale", action="store_true", help="train on one gray channel")
     sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), default=20, help="default %(default)s")
     sp.add_argument("--batch-size", type=int_range(1, BATCH_MAX), default=32, help="default %(default)s")
