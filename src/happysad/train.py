@@ -311,7 +311,7 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
     cfg = TrainConfig(**settings).resolved()
     models.check_arch(cfg.arch, cfg.width)
     places.output_folder(cfg.project, "--project", make=False)  # before the data is read
-    if backbones.is_backbone(cfg.arch):
+    if backbones.is_backbone(cfg.arch) and not cfg.init_from:
         backbones.check_weights(cfg.arch, cfg.weights, cfg.download_weights)
         if cfg.weights not in ("imagenet", "none"):
             backbones.verify_file(cfg.arch, cfg.weights)
@@ -355,8 +355,10 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
 
 def _auto_arch(data_dir: Path, settings: dict) -> str:
     """--arch auto: a pretrained backbone for a folder of colour photos, else the small CNN (always for the
-    options that only the small CNN takes)."""
-    if settings.get("grayscale") or settings.get("faces") or settings.get("init_from") or settings.get("width"):
+    options that only the small CNN takes); with --init-from, that model's architecture."""
+    if settings.get("init_from"):  # fine-tuning keeps the architecture of the model it starts from
+        return str(bundle.read_meta(bundle.resolve(settings["init_from"])[1]).get("arch", "default"))
+    if settings.get("grayscale") or settings.get("faces") or settings.get("width"):
         return "default"
     arch, why = backbones.auto_arch(data_dir, settings.get("classes"))
     if arch != "default" and settings.get("weights") is None:
@@ -387,10 +389,12 @@ def _init_weights(net, cfg: TrainConfig, verbose: bool) -> None:
     _log(f"init from {cfg.init_from}: {copied} layer(s) copied, {skipped} left new (the head)", verbose)
 
 
-def _backbone_weights(net, cfg: TrainConfig, meta: dict, run_dir: Path, chief: bool) -> None:
-    """Fill a backbone's weights (--weights) and record them and the model's own preprocessing in meta.json."""
-    used = backbones.load_weights(net, cfg.arch, cfg.weights, cfg.download_weights,
-                                  log=lambda m: _log(m, cfg.verbose and chief))
+def _backbone_weights(net, cfg: TrainConfig, meta: dict, run_dir: Path, chief: bool, load: bool = True) -> None:
+    """Fill a backbone's weights (--weights; not with --init-from) and record them and the model's own
+    preprocessing in meta.json."""
+    used = (backbones.load_weights(net, cfg.arch, cfg.weights, cfg.download_weights,
+                                   log=lambda m: _log(m, cfg.verbose and chief))
+            if load else f"from {cfg.init_from}")
     pre = backbones.preprocessing(net)
     meta["input"]["scaling"] = f"inside the model ({cfg.arch}'s own: {pre['text']})"
     meta["preprocessing"] = pre
@@ -535,8 +539,8 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
                            width=cfg.width)
         if cfg.init_from:
             _init_weights(net, cfg, cfg.verbose and chief)
-        elif backbones.is_backbone(cfg.arch) and not done:
-            _backbone_weights(net, cfg, meta, run_dir, chief)
+        if backbones.is_backbone(cfg.arch) and not done:  # (a resume restores the weights from its backup)
+            _backbone_weights(net, cfg, meta, run_dir, chief, load=not cfg.init_from)
         if len(classes) == 2:
             loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
         else:  # labels arrive one-hot (see data.make_dataset), which allows label smoothing
