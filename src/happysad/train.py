@@ -306,11 +306,11 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
     """Train on ``data_dir`` (a folder of class folders) into a new run folder. Keyword overrides set
     TrainConfig fields."""
     settings = {**asdict(config or TrainConfig()), **overrides}
+    places.output_folder(settings["project"], "--project", make=False)  # before the data is read
     if settings["arch"] == "auto":
         settings["arch"] = _auto_arch(Path(data_dir), settings)
     cfg = TrainConfig(**settings).resolved()
     models.check_arch(cfg.arch, cfg.width)
-    places.output_folder(cfg.project, "--project", make=False)  # before the data is read
     if backbones.is_backbone(cfg.arch) and not cfg.init_from:
         backbones.check_weights(cfg.arch, cfg.weights, cfg.download_weights)
         if cfg.weights not in ("imagenet", "none"):
