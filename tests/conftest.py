@@ -71,3 +71,20 @@ def needs_shared(sub: str) -> Path:
     if not p.is_dir():
         pytest.skip(f"shared dataset {p} not present")
     return p
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model folder that takes a second to make: 8x8 gray -> one sigmoid unit, classes happy and sad.
+    For tests about inputs, places and servers, where what the model answers does not matter."""
+    import keras
+
+    from happysad import bundle
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    bundle.save_keras(model, root / "model.keras")
+    bundle.write_json(root / "meta.json", bundle.make_meta(classes=["happy", "sad"], img_size=(8, 8),
+                                                           color_mode="grayscale", arch="tiny"))
+    return root

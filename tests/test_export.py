@@ -161,7 +161,7 @@ def test_environment_yml_mirrors_pyproject():
     root = Path(__file__).resolve().parents[1]
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     wanted = project["dependencies"] + project["optional-dependencies"]["dev"] + \
-        project["optional-dependencies"]["export"]
+        project["optional-dependencies"]["export"] + project["optional-dependencies"]["video"]
     env = (root / "environment.yml").read_text()
     missing = [d for d in wanted if f"- {d}\n" not in env]
     assert not missing, f"environment.yml lacks: {missing}"

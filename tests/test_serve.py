@@ -63,7 +63,8 @@ def test_health_and_model_card(client, trained_run):
     assert m["classes"] == ["circle", "square"]
     assert m["input"]["height"] == 32 and m["input"]["width"] == 32 and m["input"]["color_mode"] == "rgb"
     assert m["metrics"]["accuracy"] == res.metrics["accuracy"] and m["metrics"]["n"] == res.metrics["n"]
-    assert m["limits"] == {"max_upload_mb": 10.0, "max_files": 16, "max_pixels": 50_000_000}
+    assert m["limits"] == {"max_upload_mb": 10.0, "max_files": 16, "max_pixels": 50_000_000,
+                           "max_inflight_mb": 200.0, "body_timeout_s": 60.0, "api_key": False}
     assert m["faces"] is False
 
 

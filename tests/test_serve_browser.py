@@ -34,11 +34,16 @@ def free_port() -> int:
 def server(trained_run, tmp_path_factory):
     """`python -m happysad serve` on 127.0.0.1:<free port>; yields its base URL."""
     _, res = trained_run
+    yield from running_server(str(res.run_dir), tmp_path_factory.mktemp("serve") / "server.log")
+
+
+def running_server(model: str, log_path: Path):
+    """Start `happysad serve --model MODEL` on a free port, yield its URL once healthy, then stop it
+    and check that its log has no traceback (a generator for fixtures)."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "server.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "happysad", "serve", "--model", str(res.run_dir),
+        proc = subprocess.Popen([sys.executable, "-m", "happysad", "serve", "--model", model,
                                  "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -93,7 +98,7 @@ def test_cli_port_in_use_is_one_line_error(trained_run):
     assert "Traceback" not in p.stderr
 
 
-def browser():
+def browser(*extra_flags: str):
     """A headless Debian Chromium via Selenium, or a skip that says what is missing."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
@@ -107,7 +112,7 @@ def browser():
         pytest.skip("selenium is not installed (pip install -e '.[dev]')")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for f in CHROMIUM_FLAGS:
+    for f in CHROMIUM_FLAGS + list(extra_flags):
         opts.add_argument(f)
     return webdriver.Chrome(options=opts, service=Service(executable_path=driver))
 

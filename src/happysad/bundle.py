@@ -128,7 +128,7 @@ def check_meta(meta: dict, where: str) -> dict:
         if not _is_int(inp[key]) or not 1 <= inp[key] <= MAX_SIDE:
             raise _bad(where, f"input.{key}", f"a whole number from 1 to {MAX_SIDE}", inp[key])
     cm = inp["color_mode"]
-    if cm not in COLOR_CHANNELS:
+    if not isinstance(cm, str) or cm not in COLOR_CHANNELS:  # a list or object is not a key
         raise _bad(where, "input.color_mode", "rgb or grayscale", cm)
     if "channels" not in inp:  # older meta.json files: color_mode says it
         inp["channels"] = COLOR_CHANNELS[cm]

@@ -44,6 +44,7 @@ except ImportError:  # Windows
 from tqdm import tqdm
 
 from . import dedup, faces as face_tools, files, images
+from .places import folder_problem
 from .errors import HappysadError, UsageError
 from .folders import list_classes
 from .images import shown
@@ -444,22 +445,10 @@ def lock_data_folder(data: str | os.PathLike):
         os.close(fd)
 
 
-def _folder_problem(folder: Path) -> str | None:
-    """Why files cannot be written in ``folder`` (made if missing), or None."""
-    p = folder
-    while not os.path.lexists(p) and p.parent != p:
-        p = p.parent
-    if not p.is_dir():
-        return f"{shown(p)} is not a folder"
-    if not os.access(p, os.W_OK | os.X_OK):
-        return f"{shown(p)} is read-only"
-    return None
-
-
 def _check_writable(qdir: Path, report_html: Path | None, dry_run: bool) -> None:
     """Fail before anything is scanned or moved when the quarantine or the report cannot be written."""
     if not dry_run:
-        why = _folder_problem(qdir)
+        why = folder_problem(qdir)
         if why is None and (qdir / MANIFEST).exists() and (
                 not (qdir / MANIFEST).is_file() or not os.access(qdir / MANIFEST, os.W_OK)):
             why = f"{shown(qdir / MANIFEST)} cannot be written"
@@ -467,7 +456,7 @@ def _check_writable(qdir: Path, report_html: Path | None, dry_run: bool) -> None
             raise HappysadError(f"{shown(qdir)}: cannot quarantine there: {why}; pass --quarantine DIR with "
                                 "a folder you can write, or --dry-run to only look")
     if report_html is not None:
-        why = f"{shown(report_html)} is a folder" if report_html.is_dir() else _folder_problem(report_html.parent)
+        why = f"{shown(report_html)} is a folder" if report_html.is_dir() else folder_problem(report_html.parent)
         if why:
             raise HappysadError(f"{shown(report_html)}: cannot write the report there: {why}; pass --report "
                                 "with a file in a folder you can write")
@@ -662,7 +651,7 @@ def _restore_locked(root: Path, qdir: Path, dry_run: bool) -> dict:
         raise HappysadError(f"{shown(manifest)}: cannot read the manifest ({e.strerror or e})") from None
     if not any(line.strip() for line in lines):
         raise HappysadError(f"{shown(qdir)}: the quarantine manifest is empty, nothing to restore")
-    why = None if dry_run else _folder_problem(qdir)
+    why = None if dry_run else folder_problem(qdir)
     if why:
         raise HappysadError(f"{shown(qdir)}: cannot restore from there: {why} (the manifest is rewritten "
                             "as files move back); make it writable and run again")

@@ -6,12 +6,16 @@ Exit codes: 0 ok, 1 some inputs failed (the rest were done), 2 usage error.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from typing import Sequence
+
+from tqdm import tqdm
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
 
@@ -80,7 +84,10 @@ def _table(rows: Sequence[Sequence], headers: Sequence[str]) -> str:
 
 
 def _print_json(obj) -> None:
-    print(json.dumps(obj, ensure_ascii=False))
+    # A file name that is not UTF-8 holds lone surrogates (os.fsdecode): written as \udcff escapes, the line
+    # stays valid UTF-8 JSON, and json.loads then os.fsencode give the name's bytes back.
+    text = json.dumps(obj, ensure_ascii=False)
+    print(re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _classes(args):
@@ -263,17 +270,23 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from . import video
     from .predict import Predictor, expand_paths
 
     _configure_device(args)
     predictor = Predictor(_model_ref(args), tta=args.tta, faces=args.faces)
+    paths = expand_paths(args.paths)
+    videos = {p for p in paths if video.is_video(p)}
+    table = _VideoTable(args.csv, predictor.classes) if args.csv else None
     annotated = None
-    if args.save_annotated:
+    if args.save_annotated and len(videos) < len(paths):
         from . import faces
 
         annotated = faces.AnnotatedWriter(args.save_annotated)
     failed = 0
-    for r in predictor.predict_iter(expand_paths(args.paths)):
+    for r in predictor.predict_iter([p for p in paths if p not in videos]):
+        if table is not None:
+            table.add(r)
         failed += "error" in r
         if annotated is not None and "error" not in r:
             r["annotated"] = str(annotated.write(r["path"], r))
@@ -291,7 +304,100 @@ def cmd_predict(args) -> int:
                 n = len(r["faces"])
                 where = f"  [{n} face{'s' if n != 1 else ''}]" if n else "  [no face found: whole image]"
             print(f"{r['path']}: {r['label']}  ({probs}){where}")
+    for path in [p for p in paths if p in videos]:
+        failed += _predict_video(args, predictor, path, table)
+    if table is not None:
+        table.close()
     return 1 if failed else 0
+
+
+# ---- video files (happysad.video) -------------------------------------------------------------------------
+
+def _predict_video(args, predictor, path: str, table) -> int:
+    """One video: frame lines (--json), track and clip summaries; 1 when it could not be read."""
+    from .video import VideoError
+
+    bar = None
+
+    def progress(done, expected):
+        nonlocal bar
+        if bar is None and sys.stderr.isatty() and os.environ.get("HAPPYSAD_NO_PROGRESS", "") in ("", "0"):
+            bar = tqdm(total=expected, desc=os.path.basename(path), unit="frame", file=sys.stderr, leave=False)
+        if bar is not None:
+            bar.update(1)
+
+    tracks = []
+    try:
+        for r in predictor.predict_video(path, fps=args.fps, annotate_to=args.save_annotated, progress=progress):
+            if bar is not None and r["kind"] != "frame":  # the frames are done: clear the bar before printing
+                bar.close()
+                bar = None
+            if table is not None:
+                table.add(r)
+            if args.json:
+                _print_json(r)
+            elif r["kind"] == "track":
+                tracks.append(r)
+            elif r["kind"] == "clip":
+                _print_clip(r, tracks)
+    except VideoError as e:
+        if table is not None:
+            table.add({"path": e.path, "error": e.detail})
+        if args.json:
+            _print_json({"path": e.path, "error": e.detail})
+        else:
+            print(f"{e.path}: error: {e.detail}")
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+    return 0
+
+
+def _print_clip(r: dict, tracks: list[dict]) -> None:
+    people = f"{r['tracks']} {'person' if r['tracks'] == 1 else 'people'}"
+    share = ", ".join(f"{c} {v:.0%}" for c, v in r["share"].items()) + " of face time" if r["label"] else "no face found"
+    print(f"{r['path']}: {r['label'] or 'no face'}  ({share})  [{people}, {r['duration']:.1f} s, "
+          f"{r['frames_sampled']} frames at {r['sample_rate']:g}/s, {r['frames_per_second']} frames/s]")
+    for t in tracks:
+        share = "  ".join(f"{c} {v:.0%}" for c, v in t["share"].items())
+        print(f"  #{t['track']}  seen {t['first_seen']:.1f}-{t['last_seen']:.1f} s ({t['seconds']:.1f} s)  "
+              f"{t['label']}  ({share})")
+    for k in ("annotated", "warning"):
+        if r.get(k):
+            print(f"  {k}: {r[k]}")
+    for p in r.get("timelines", []):
+        print(f"  timeline: {p}")
+
+
+class _VideoTable:
+    """--csv: every result as a row (kind image, frame, track or clip; a frame row per face)."""
+
+    def __init__(self, path: str, classes: list[str]):
+        self.fh = sys.stdout if path == "-" else open(path, "w", newline="")
+        self.classes = classes
+        cols = ["path", "kind", "frame", "time", "track", "x", "y", "w", "h", "score", "label",
+                *[f"p_{c}" for c in classes], "first_seen", "last_seen", "seconds",
+                *[f"share_{c}" for c in classes], "error"]
+        self.writer = csv.DictWriter(self.fh, cols, extrasaction="ignore")
+        self.writer.writeheader()
+
+    def add(self, r: dict) -> None:
+        row = {k: r.get(k) for k in ("path", "frame", "time", "track", "label", "first_seen", "last_seen",
+                                      "seconds", "error")}
+        row["kind"] = r.get("kind", "image")
+        row.update({f"share_{c}": v for c, v in (r.get("share") or {}).items()})
+        faces = r.get("faces") if row["kind"] == "frame" else None
+        if not faces:  # an image, a summary, or a frame without a face
+            self.writer.writerow({**row, **{f"p_{c}": v for c, v in (r.get("probabilities") or {}).items()}})
+        for f in faces or []:
+            x, y, w, h = f["box"]
+            self.writer.writerow({**row, "track": f["track"], "x": x, "y": y, "w": w, "h": h, "score": f["score"],
+                                  "label": f["label"], **{f"p_{c}": v for c, v in f["probabilities"].items()}})
+
+    def close(self) -> None:
+        if self.fh is not sys.stdout:
+            self.fh.close()
 
 
 def cmd_demo(args) -> int:
@@ -316,15 +422,19 @@ def cmd_serve(args) -> int:
     from . import serve
     from .bundle import load
 
+    key = serve.read_api_key(args.api_key, args.api_key_file)  # before the model loads: a usage error is quick
     bundle = load(_model_ref(args))  # before uvicorn starts, so a bad model is a one-line error
-    url = serve.url_for(args.host, args.port)
+    url = serve.url_for(args.host, args.port) + (f"#key={key}" if key else "")  # the page takes the key from there
+    warning = serve.exposure_warning(args.host, key is not None)
 
     def ready():
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         print(f"happysad serve: {bundle.name} ({', '.join(bundle.classes)}) at {url}  (Ctrl+C to stop)",
               file=sys.stderr, flush=True)
 
     serve.serve(bundle, args.host, args.port, max_upload_mb=args.max_upload_mb, max_files=args.max_files,
-                on_ready=ready)
+                max_inflight_mb=args.max_inflight_mb, api_key=key, on_ready=ready)
     return 0
 
 
@@ -334,13 +444,21 @@ def _add_serve_parser(add) -> None:
     sp = add("serve", "web page and REST API: drop a photo, see it labelled", cmd_serve)
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--host", default=serve.HOST, help=f"address to listen on (default {serve.HOST}: this "
-                    "machine only; 0.0.0.0 opens it to the network)")
+                    "machine only; 0.0.0.0 opens it to every network the machine is on: use --api-key-file)")
     sp.add_argument("--port", type=int_range(1, 65535), default=serve.PORT, help=f"1 to 65535 (default {serve.PORT})")
     sp.add_argument("--max-upload-mb", type=float_range(0, MAX_UPLOAD_MB_MAX, above=True), default=serve.MAX_UPLOAD_MB,
                     metavar="MB", help=f"largest request body, all files together (default {serve.MAX_UPLOAD_MB:g}, "
                     f"at most {MAX_UPLOAD_MB_MAX:g}); larger uploads get 413")
     sp.add_argument("--max-files", type=int_range(1, serve.MAX_PENDING), default=serve.MAX_FILES, metavar="N",
                     help=f"most images in one request (default {serve.MAX_FILES}, at most {serve.MAX_PENDING})")
+    sp.add_argument("--max-inflight-mb", type=float_range(0, 64 * MAX_UPLOAD_MB_MAX, above=True),
+                    default=serve.MAX_INFLIGHT_MB, metavar="MB", help="request bodies held at once, all requests "
+                    f"together (default {serve.MAX_INFLIGHT_MB:g}); past it a request gets 503")
+    key = sp.add_mutually_exclusive_group()
+    key.add_argument("--api-key-file", metavar="FILE", help="require this key (the file's first line, at least "
+                     f"{serve.API_KEY_MIN} characters) on every /api/ request; the page asks for it once")
+    key.add_argument("--api-key", metavar="KEY", help="the same, given here (other users of this machine can "
+                     "see it in the process list: prefer --api-key-file)")
 
 # ---- end serve -------------------------------------------------------------------------------------------
 
@@ -423,7 +541,7 @@ def _import_tensorflow_quietly() -> None:
 def build_parser() -> argparse.ArgumentParser:
     # Defaults are read from the modules that own them, so that --help shows the values that apply.
     from . import bundle, clean, demo, images, split
-    from .model import ARCHS, DEFAULT_IMG_SIZE
+    from .model import ARCHS
     from .train import TrainConfig
 
     p = argparse.ArgumentParser(prog="happysad", description="Clean, split, train, evaluate and use image "
@@ -489,14 +607,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", metavar="SPLIT.csv", help="use this manifest instead of splitting now")
     sp.add_argument("--val-data", metavar="DIR", help="a separate validation folder (same class folders): "
                     "train on all of DATA, select and report on DIR")
-    sp.add_argument("--arch", choices=sorted(ARCHS), default=TrainConfig.arch,
-                    help="network architecture (default %(default)s)")
+    sp.add_argument("--arch", choices=["auto", *sorted(ARCHS)], default=TrainConfig.arch,
+                    help="auto (default): efficientnet_lite0 from the ImageNet weights shipped with happysad for "
+                         "a folder of colour photos, else the small CNN 'default' trained from scratch; "
+                         "mobilenet_v3_small, mobilenet_v3_large, efficientnet_v2_b0: Keras ImageNet backbones")
+    sp.add_argument("--weights", metavar="imagenet|none|PATH",
+                    help="pretrained backbones: imagenet (default; Keras's cache $KERAS_HOME/models, "
+                         "nothing downloaded unless --download-weights), none (random), or a .weights.h5/.h5 file")
+    sp.add_argument("--download-weights", action="store_true",
+                    help="let Keras download the ImageNet weights into its cache when they are not there")
+    sp.add_argument("--head-epochs", type=int_range(0, EPOCHS_MAX), metavar="N",
+                    help="pretrained backbones: epochs training the head alone before the top blocks are "
+                         "fine-tuned (default 5)")
     # --width: model.check_arch refuses values outside 8..256 (with --arch seed too) before any run folder exists
     sp.add_argument("--width", type=int, metavar="N", help="default arch: filters of the first block, 8 to 256, "
                     "doubling per block up to 256 (default 32; with --init-from, that model's width)")
     sp.add_argument("--img-size", type=int_range(IMG_SIZE_MIN, bundle.MAX_SIDE), metavar="N",
-                    help=f"square input side, {IMG_SIZE_MIN} to {bundle.MAX_SIDE} (default: "
-                    + ", ".join(f"{a} {s}" for a, s in DEFAULT_IMG_SIZE.items()) + ")")
+                    help=f"square input side, {IMG_SIZE_MIN} to {bundle.MAX_SIDE} (default: seed 256, default 96, "
+                         "a pretrained backbone its native 224)")
     sp.add_argument("--grayscale", action="store_true", help="train on one gray channel")
     sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), default=TrainConfig.epochs,
                     help="default %(default)s")
@@ -552,7 +680,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--faces", action=argparse.BooleanOptionalAction, default=None,
                     help="find and classify every face (default: on for face models such as fer-happy-sad, "
                          "off otherwise); the image label is the face-area-weighted vote")
-    sp.add_argument("--save-annotated", metavar="DIR", help="write a copy of each image with its boxes and labels")
+    sp.add_argument("--save-annotated", metavar="DIR", help="write a copy of each image with its boxes and labels "
+                    "(videos: the annotated video and a timeline PNG per person)")
+    sp.add_argument("--fps", type=float_range(0, 1000), default=None, metavar="N",
+                    help="videos: frames sampled per second (default 5; 0: every frame)")
+    sp.add_argument("--csv", metavar="FILE", help="also write every result as a CSV row (videos: a row per face "
+                    "per sampled frame, per person and per clip); - for standard output")
     device_opt(sp)
 
     sp = add("demo", "generate a synthetic smile/frown dataset and run the whole pipeline on it", cmd_demo)
@@ -598,6 +731,9 @@ def _add_train_photo_parser(add, classes_opt) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed, never a crash
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("train", "evaluate", "predict", "demo", "serve", "export", "explain", "train-photo",
@@ -608,6 +744,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HappysadError as e:  # UsageError too: exit_code says 2
         print(f"happysad {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a place that failed half-way (disk full, made read-only meanwhile): still one line
+        from .images import shown
+
+        where = f"{shown(e.filename)}: " if isinstance(e.filename, (str, bytes)) else ""
+        print(f"happysad {args.command}: error: {where}{e.strerror or e}; check that this place exists and can be "
+              "written, or pick another one", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

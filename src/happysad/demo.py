@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from . import clean, evaluate, predict, split, train
+from . import clean, evaluate, places, predict, split, train
 from .errors import UsageError
 
 CLASSES = ("happy", "sad")
@@ -121,6 +121,7 @@ def run_demo(workdir: str | os.PathLike = WORKDIR, n_per_class: int = 400, epoch
     work = Path(workdir)
     data = work / "data"
     marker = work / ".happysad-demo"
+    places.output_folder(work, "--workdir", make=False)
     if work.exists() and any(work.iterdir()):
         if not marker.exists():
             raise UsageError(f"{work}: folder exists and was not made by the demo; choose another --workdir")
@@ -159,3 +160,42 @@ def run_demo(workdir: str | os.PathLike = WORKDIR, n_per_class: int = 400, epoch
             "split": str(manifest), "run": str(res.run_dir),
             "test_accuracy": res.metrics["accuracy"], "unseen_accuracy": ev["accuracy"],
             "predictions": preds, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+# ---- a test clip from a real face photo (scikit-image's astronaut): for the video tests and bench/video.py
+
+def face_clip(size: tuple[int, int] = (256, 192), frames: int = 60) -> tuple[list[Image.Image], list[tuple[bool, bool]]]:
+    """Frames of a clip with real faces, and which of them each frame shows: (first face, second face).
+
+    The first face (the astronaut) crosses the left two thirds while growing and tilting from -10 to +10
+    degrees; in the middle third a second face (the same photo mirrored, smaller) stands on the right; the
+    last third shows no face. Needs scikit-image (the ``dev`` extra)."""
+    try:
+        from skimage import data
+    except ImportError:
+        raise RuntimeError("the face clip needs scikit-image: pip install scikit-image") from None
+    w, h = size
+    head = Image.fromarray(data.astronaut()).crop((140, 30, 310, 230))  # 170 x 200, the face with hair and neck
+    ys, xs = np.mgrid[0:h, 0:w]
+    bg = np.stack([60 + 80 * xs / w, 70 + 40 * ys / h, 110 - 50 * xs / w], axis=-1).astype(np.uint8)
+    background = Image.fromarray(bg)
+    unit = h / 200  # the head is as tall as the frame at scale 1
+    first, second = 2 * frames // 3, frames // 3
+    out, truth = [], []
+    for i in range(frames):
+        img = background.copy()
+        a, b = i < first, second <= i < first
+        if a:
+            u = i / max(first - 1, 1)
+            scale = unit * (0.55 + 0.2 * u)
+            patch = head.resize((round(170 * scale), round(200 * scale)), Image.BILINEAR).convert("RGBA")
+            patch = patch.rotate(-10 + 20 * u, Image.BILINEAR, expand=True)
+            x = round((0.02 + 0.35 * u) * w)
+            img.paste(patch, (x, round(0.08 * h)), patch)
+        if b:
+            scale = unit * 0.45
+            patch = head.transpose(Image.FLIP_LEFT_RIGHT).resize((round(170 * scale), round(200 * scale)), Image.BILINEAR)
+            img.paste(patch, (round(0.98 * w) - patch.width, round(0.4 * h)))
+        out.append(img)
+        truth.append((a, b))
+    return out, truth

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from . import faces as face_tools, images, photo
+from . import faces as face_tools, images, photo, places
 from .bundle import Bundle, load
 from .files import atomic_write_bytes, free_name
 from .errors import HappysadError, UsageError
@@ -100,7 +100,7 @@ def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = ALPHA) -> Im
 
 
 def _source_image(src, box) -> Image.Image:
-    img, _ = images.decode(src, "RGB", allowed_formats=None)
+    img, _ = images.decode(src, "RGB")
     if box is not None:
         left, top, right, bottom = (int(v) for v in box)
         if not (0 <= left < right <= img.width and 0 <= top < bottom <= img.height):
@@ -144,7 +144,7 @@ def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.
     boxes = list(boxes) if boxes is not None else [None] * len(sources)
     if len(boxes) != len(sources):
         raise UsageError("give one box (or None) per image")
-    outdir = Path(out) if out is not None else None
+    outdir = places.output_folder(out, "--out") if out is not None else None
     results, used = [], set()
     for i, (src, box) in enumerate(zip(sources, boxes)):
         name = os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else f"<array {i}>"
@@ -167,7 +167,8 @@ def explain(sources: Sequence, model: Bundle | str | os.PathLike, out: str | os.
                          box=tuple(box) if box else None)
         if outdir is not None:
             stem = Path(name).stem if isinstance(src, (str, os.PathLike)) else f"image{i}"
-            fname = free_name(stem, ".gradcam.png", taken=used.__contains__)  # same stem from two folders
+            # same stem from two folders: NAME-2.gradcam.png; a long stem is shortened to fit
+            fname = free_name(stem, ".gradcam.png", taken=used.__contains__, fit=places.fit_name)
             used.add(fname)
             buf = io.BytesIO()
             ex.overlay.save(buf, format="PNG")

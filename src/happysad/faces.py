@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import images
+from . import images, places
 from .errors import HappysadError
 from .files import free_name, thread_count
-from .folders import SOURCES, list_classes
+from .folders import CSV_TEXT, SOURCES, list_classes
 from .runtime import litert_interpreter
 
 INSTALL_HINT = "pip install ai-edge-litert (or tensorflow, whose tf.lite also runs them)"
@@ -353,7 +353,8 @@ def annotate(image: Image.Image, result: dict, classes: list[str] | None = None)
     for f in result.get("faces") or []:
         x, y, w, h = f["box"]
         draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour(f["label"]), width=line)
-        tag(x, y, f"{f['label']} {f['probabilities'][f['label']]:.2f}", colour(f["label"]))
+        who = f"#{f['track']} " if "track" in f else ""  # a video's faces carry their track ID
+        tag(x, y, f"{who}{f['label']} {f['probabilities'][f['label']]:.2f}", colour(f["label"]))
     if not result.get("faces"):
         note = "  (no face found)" if result.get("face_found") is False else ""
         tag(line, line, f"{result['label']} {result['probabilities'][result['label']]:.2f}{note}",
@@ -365,18 +366,23 @@ class AnnotatedWriter:
     """Writes annotated copies into one folder as NAME.jpg, never overwriting: a second image with the
     same name (from another folder) becomes NAME-2.jpg."""
 
+    OPTION = "--save-annotated"
+
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = places.output_folder(folder, self.OPTION)
         self._used: set[str] = set()
 
     def write(self, source: str, result: dict) -> Path:
         img, _ = images.decode(source, "RGB", allowed_formats=None)
-        name = free_name(Path(source).stem or "image", ".jpg",
+        # a source name near the length limit cannot take ".jpg" on top: fit_name shortens the stem
+        name = free_name(Path(source).stem or "image", ".jpg", fit=places.fit_name,
                          taken=lambda n: n in self._used or (self.folder / n).exists())
         self._used.add(name)
         out = self.folder / name
-        annotate(img, result).save(out, quality=90)
+        try:
+            annotate(img, result).save(out, quality=90)
+        except OSError as e:
+            raise places.write_error(out, e, self.OPTION) from None
         return out
 
 
@@ -468,7 +474,7 @@ def build_face_dataset(src: str | Path, out: str | Path, rels: list[tuple[str, s
             ds.faces += 1
         ds.images += 1
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / SOURCES, "w", newline="") as fh:
+    with open(out / SOURCES, "w", newline="", **CSV_TEXT) as fh:
         w = csv.writer(fh)
         w.writerow(["path", "source", "face", "x", "y", "w", "h", "score"])
         w.writerows(rows)

@@ -56,16 +56,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def candidate_names(stem: str, suffix: str = "", sep: str = "-") -> Iterator[str]:
-    """``stem + suffix``, then the same numbered from 2: ``a.jpg``, ``a-2.jpg``, ``a-3.jpg``, ..."""
-    yield f"{stem}{suffix}"
+def candidate_names(stem: str, suffix: str = "", sep: str = "-",
+                    fit: Callable[[str, str], str] | None = None) -> Iterator[str]:
+    """``stem + suffix``, then the same numbered from 2: ``a.jpg``, ``a-2.jpg``, ``a-3.jpg``, ...
+    ``fit(stem, ending)`` joins the two (e.g. shortening a stem so the name fits the file system)."""
+    join = fit or (lambda s, end: s + end)
+    yield join(stem, suffix)
     for n in itertools.count(2):
-        yield f"{stem}{sep}{n}{suffix}"
+        yield join(stem, f"{sep}{n}{suffix}")
 
 
-def free_name(stem: str, suffix: str = "", sep: str = "-", *, taken: Callable[[str], bool]) -> str:
+def free_name(stem: str, suffix: str = "", sep: str = "-", *, taken: Callable[[str], bool],
+              fit: Callable[[str, str], str] | None = None) -> str:
     """The first of :func:`candidate_names` that is not ``taken``."""
-    return next(name for name in candidate_names(stem, suffix, sep) if not taken(name))
+    return next(name for name in candidate_names(stem, suffix, sep, fit) if not taken(name))
 
 
 def thread_count(per_core: int = 2, cap: int = 8) -> int:

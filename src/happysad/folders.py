@@ -21,6 +21,9 @@ from .files import thread_count
 from .images import iter_files
 
 SOURCES = "faces.csv"  # in a face folder (clean/train --faces): the photo each crop came from
+# File names that are not UTF-8 (held as surrogates, os.fsdecode) go into CSV files as their bytes and come
+# back as the same names: the CSV stays byte-identical to what ``ls`` shows.
+CSV_TEXT = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
 def list_classes(data: str | os.PathLike, classes: Sequence[str] | None = None,
@@ -100,5 +103,5 @@ def source_groups(folder: str | os.PathLike) -> dict[str, str] | None:
     p = Path(folder) / SOURCES
     if not p.is_file():
         return None
-    with open(p, newline="") as fh:
+    with open(p, newline="", **CSV_TEXT) as fh:
         return {r["path"]: f"photo:{r['source']}" for r in csv.DictReader(fh)}

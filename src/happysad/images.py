@@ -22,12 +22,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import HappysadError
 
 # Defaults, in one place.
-ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "MPO")
+# The one rule of clean, train, predict, evaluate, explain and serve: photo formats (AVIF where this Pillow
+# decodes it); icons (ICO), Photoshop files and Pillow's other formats are refused by all of them alike.
+ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "MPO", "AVIF")
 MAX_PIXELS = 50_000_000  # about 7000 x 7000; larger files are treated as decompression bombs
 # A 50-megapixel (MAX_PIXELS) 8-bit RGB BMP or TIFF is 150 MB; anything bigger is not a photo we can use,
 # and reading it whole could eat the memory (a link to /dev/zero never ends).
 MAX_FILE_BYTES = 256 * 2**20
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".avif")
 
 Source = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -180,15 +182,29 @@ def _open(src: Source) -> tuple[Image.Image, str]:
     return img, name
 
 
+def _to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit, 32-bit and float pixels scaled to 0..255 instead of clipped (Pillow's convert clips at 255,
+    so a float image in 0..1 would be all black): 16-bit by its full range; 32-bit and float by the range
+    they use (0..1, 0..255, 0..65535), or else stretched from their darkest to their brightest pixel."""
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
+    if mode.startswith("I;16"):
+        lo, hi = 0.0, 65535.0
+    elif lo >= 0 and hi <= 1 and mode == "F":
+        lo, hi = 0.0, 1.0
+    elif lo >= 0 and hi <= 255:
+        lo, hi = 0.0, 255.0
+    elif lo >= 0 and hi <= 65535:
+        lo, hi = 0.0, 65535.0
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    return np.clip((arr - lo) * scale, 0, 255).round().astype(np.uint8)
+
+
 def _to_mode(img: Image.Image, mode: str) -> Image.Image:
     """Convert any Pillow mode to 'RGB' or 'L' the way a person would expect to see it."""
     m = img.mode
     if m in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # 16/32-bit: scale to 8 bits instead of clipping (Pillow's convert would clip at 255).
-        arr = np.asarray(img, dtype=np.float32)
-        top = 65535.0 if m.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        img = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8), "L")
-        m = "L"
+        img, m = Image.fromarray(_to_8bit(np.asarray(img, dtype=np.float64), m), "L"), "L"
     if m == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         m = img.mode
@@ -284,7 +300,7 @@ def load_for_model(src: Source, size: tuple[int, int], color_mode: str = "rgb") 
     """
     h, w = int(size[0]), int(size[1])
     mode = "L" if color_mode == "grayscale" else "RGB"
-    img, _ = decode(src, mode, allowed_formats=None, draft_size=(w, h))
+    img, _ = decode(src, mode, draft_size=(w, h))
     if img.size != (w, h):
         img = img.resize((w, h), Image.BILINEAR)
     arr = np.asarray(img, dtype=np.uint8)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from . import backbones
 from .errors import UsageError
 
 # Preferred input side per architecture when --img-size is not given.
@@ -88,6 +89,10 @@ def default(input_shape: tuple[int, int, int], n_classes: int, width: int = 32, 
 
 
 ARCHS: dict[str, Callable] = {"seed": seed, "default": default}
+
+# Pretrained ImageNet backbones (happysad.backbones) are architectures too; their weights are loaded apart.
+ARCHS.update({name: (lambda shape, n, name=name: backbones.build(name, shape, n)) for name in backbones.BACKBONES})
+DEFAULT_IMG_SIZE.update({name: b.native for name, b in backbones.BACKBONES.items()})
 
 
 def copy_matching_weights(dst, src) -> tuple[int, int]:

@@ -231,5 +231,5 @@ def find_faces(detector, img: Image.Image, limit: int) -> list:
 
 
 def whole_image(src, max_pixels: int = images.MAX_PIXELS) -> Image.Image:
-    img, _ = images.decode(src, "RGB", allowed_formats=None, max_pixels=max_pixels)
+    img, _ = images.decode(src, "RGB", max_pixels=max_pixels)
     return img

@@ -126,7 +126,7 @@ class Predictor:
         whole image. Raises ``images.ImageError`` for a source that is not a usable image."""
         if not self.faces:
             return Prepared(self.load(src)[None])
-        img, _ = images.decode(src, "RGB", allowed_formats=None)
+        img, _ = images.decode(src, "RGB")
         h, w = self.bundle.image_size
         mode = "L" if self.bundle.color_mode == "grayscale" else "RGB"
         found = self.detector.detect(img)[:MAX_FACES]
@@ -221,6 +221,14 @@ class Predictor:
 
     def predict(self, sources: Sequence) -> list[dict]:
         return list(self.predict_iter(sources))
+
+    def predict_video(self, source, fps: float | None = None, **kw) -> Iterator[dict]:
+        """A video file (path or bytes): one result per sampled frame (``kind`` "frame": faces with
+        track IDs and smoothed labels), then one per track ("track"), then the clip's ("clip"). See
+        :mod:`happysad.video` (keywords: ``annotate_to``, ``max_seconds``, ``progress``)."""
+        from . import video
+
+        return video.analyze(self, source, video.FPS if fps is None else fps, **kw)
 
 
 def predict(inputs: Sequence, model: Bundle | str | os.PathLike, **kw) -> list[dict]:

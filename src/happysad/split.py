@@ -21,8 +21,9 @@ import numpy as np
 
 from . import dedup, files
 from .errors import HappysadError, UsageError
-from .folders import list_classes, list_items, source_groups
+from .folders import CSV_TEXT, list_classes, list_items, source_groups
 from .images import decode
+from .places import output_file
 
 DEFAULT_RATIOS = (0.7, 0.2, 0.1)
 SPLITS = ("train", "val", "test")
@@ -91,14 +92,14 @@ def write_manifest(rows: Sequence[Row], out: str | os.PathLike) -> Path:
     w.writerow(COLUMNS)
     for row in rows:
         w.writerow([row.path, row.label, row.split, row.group])
-    return files.atomic_write_bytes(out, buf.getvalue().encode("utf-8"))
+    return files.atomic_write_bytes(out, buf.getvalue().encode(**CSV_TEXT))
 
 
 def read_manifest(path: str | os.PathLike) -> list[Row]:
     """Read and check a split manifest: known columns, known split names, no file in two splits."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", **CSV_TEXT) as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or not {"path", "label", "split"} <= set(reader.fieldnames):
                 raise HappysadError(f"{path}: not a split manifest (needs columns path,label,split; "
@@ -163,6 +164,8 @@ def split_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     Byte-identical files always share a split; with ``near_dup_distance`` > 0 so do pictures whose
     perceptual hashes are that close (e.g. a resized or re-encoded copy)."""
     check_ratios(ratios)
+    if out is not None:  # before the files are listed and hashed
+        output_file(out, "--out", make_folder=False)
     names = list_classes(data, classes)
     items, skipped = list_items(data, names)
     if groups is None:

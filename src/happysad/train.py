@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import bundle, data, faces, files, folders, model as models, report, split as splitting
+from . import backbones, bundle, data, faces, files, folders, model as models, places, report, split as splitting
 from .errors import HappysadError, UsageError
 from .evaluate import evaluate_files
 from .predict import Predictor
@@ -42,11 +42,13 @@ RECIPES = {
     "default": dict(learning_rate=1e-3, early_stopping=True, augment=True, class_weight=True,
                     label_smoothing=0.05, reduce_lr=True, patience=8, augment_warmup=-1),
 }
+# Pretrained backbones: the default recipe with backbones.RECIPE over it (frozen head phase, then fine-tuning).
+RECIPES.update({name: {**RECIPES["default"], **backbones.RECIPE} for name in backbones.BACKBONES})
 
 
 @dataclass
 class TrainConfig:
-    arch: str = "default"
+    arch: str = "auto"  # auto: chosen from the data (backbones.auto_arch)
     width: int | None = None  # default arch: first-block filters (None: 32, or the --init-from model's)
     img_size: int | None = None  # None: the architecture's preferred size
     grayscale: bool = False
@@ -72,6 +74,10 @@ class TrainConfig:
     faces: bool = False  # train on the faces found in the photos (crops in RUN/faces); predict then detects too
     init_from: str | None = None  # fine-tune: start from this model's weights (all layers but the head)
     tensorboard: bool = False  # also write TensorBoard logs into RUN/tensorboard
+    weights: str | None = None  # backbones: imagenet | none | PATH (None: the recipe's, imagenet)
+    download_weights: bool = False  # let Keras download the ImageNet weights when they are not cached
+    head_epochs: int | None = None  # backbones: epochs with the backbone frozen before fine-tuning
+    fine_tune_lr_factor: float | None = None  # backbones: the fine-tuning learning rate over --lr
     verbose: bool = True
     extra_meta: dict = field(default_factory=dict)
 
@@ -104,8 +110,7 @@ class TrainResult:
 
 def new_run_dir(project: str | os.PathLike, name: str | None) -> Path:
     """runs/train/exp, exp2, ... (or NAME, NAME2, ...): never reuses an existing folder."""
-    root = Path(project)
-    root.mkdir(parents=True, exist_ok=True)
+    root = places.output_folder(project, "--project")
     base = name or "exp"
     for cand_name in itertools.islice(files.candidate_names(base, sep=""), 10_000):
         cand = root / cand_name
@@ -182,6 +187,9 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, n_train_batches: int, done: list
     ]
     if cfg.tensorboard and chief and val_ds is not None:  # before the plateau: it logs the epoch's own rate
         cbs += report.tensorboard_callbacks(run_dir / "tensorboard", val_ds, classes)
+    if backbones.is_backbone(cfg.arch) and backbones.pretrained(cfg.weights):
+        cbs.append(backbones.phase_callback(cfg.arch, cfg.head_epochs, cfg.learning_rate * cfg.fine_tune_lr_factor,
+                                            log=lambda m: _log(m, cfg.verbose and chief)))
     if augment_on is not None and cfg.augment:
         cbs.append(callbacks.AugmentWarmup(augment_on, cfg.augment_warmup))
     if cfg.reduce_lr:
@@ -218,8 +226,18 @@ def make_strategy(distributed: bool):
 def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **overrides) -> TrainResult:
     """Train on ``data_dir`` (a folder of class folders) into a new run folder. Keyword overrides set
     TrainConfig fields."""
-    cfg = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).resolved()
+    settings = {**asdict(config or TrainConfig()), **overrides}
+    places.output_folder(settings["project"], "--project", make=False)  # before the data is read
+    if settings["arch"] == "auto":
+        settings["arch"] = _auto_arch(Path(data_dir), settings)
+    cfg = TrainConfig(**settings).resolved()
     models.check_arch(cfg.arch, cfg.width)
+    if backbones.is_backbone(cfg.arch) and not cfg.init_from:
+        backbones.check_weights(cfg.arch, cfg.weights, cfg.download_weights)
+        if cfg.weights not in ("imagenet", "none"):
+            backbones.verify_file(cfg.arch, cfg.weights)
+    elif settings.get("weights") is not None:
+        backbones.check_weights(cfg.arch, settings["weights"])  # refuses: not a backbone
     data_dir = Path(data_dir)
     t_start = time.perf_counter()
     # A distributed strategy must exist before TensorFlow runs any op.
@@ -256,6 +274,21 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
     return _fit(run_dir, cfg, data_dir, classes, rows, meta, [], strategy, chief, t_start)
 
 
+def _auto_arch(data_dir: Path, settings: dict) -> str:
+    """--arch auto: a pretrained backbone for a folder of colour photos, else the small CNN (always for the
+    options that only the small CNN takes); with --init-from, that model's architecture."""
+    if settings.get("init_from"):  # fine-tuning keeps the architecture of the model it starts from
+        return str(bundle.read_meta(bundle.resolve(settings["init_from"])[1]).get("arch", "default"))
+    if settings.get("grayscale") or settings.get("faces") or settings.get("width"):
+        return "default"
+    arch, why = backbones.auto_arch(data_dir, settings.get("classes"))
+    if arch != "default" and settings.get("weights") is None:
+        settings["weights"] = "imagenet"
+    _log(f"--arch auto: {why} -> {arch}" + (" (ImageNet weights shipped with happysad)" if arch != "default"
+                                              else ""), settings.get("verbose", True))
+    return arch
+
+
 def _source_options(ref: str) -> dict:
     """The architecture options (meta.json ``arch_options``, e.g. width) of an --init-from model."""
     return dict(bundle.read_meta(bundle.resolve(ref)[1]).get("arch_options") or {})
@@ -275,6 +308,20 @@ def _init_weights(net, cfg: TrainConfig, verbose: bool) -> None:
     if copied == 0:
         raise UsageError(f"--init-from {cfg.init_from}: no layer matches this architecture")
     _log(f"init from {cfg.init_from}: {copied} layer(s) copied, {skipped} left new (the head)", verbose)
+
+
+def _backbone_weights(net, cfg: TrainConfig, meta: dict, run_dir: Path, chief: bool, load: bool = True) -> None:
+    """Fill a backbone's weights (--weights; not with --init-from) and record them and the model's own
+    preprocessing in meta.json."""
+    used = (backbones.load_weights(net, cfg.arch, cfg.weights, cfg.download_weights,
+                                   log=lambda m: _log(m, cfg.verbose and chief))
+            if load else f"from {cfg.init_from}")
+    pre = backbones.preprocessing(net)
+    meta["input"]["scaling"] = f"inside the model ({cfg.arch}'s own: {pre['text']})"
+    meta["preprocessing"] = pre
+    meta["arch_options"] = {**(meta.get("arch_options") or {}), "weights": used, "tune_from": backbones.BACKBONES[cfg.arch].tune_from}
+    if chief:
+        bundle.write_json(run_dir / "meta.json", meta)
 
 
 def _new_run(cfg: TrainConfig, chief: bool, task: int) -> Path:
@@ -352,23 +399,6 @@ def _check_split(rows, data_dir: Path) -> None:
                          "are needed (add images or change --ratios)")
 
 
-def _compiled_net(cfg: TrainConfig, n_classes: int, strategy, verbose: bool):
-    """The network (with --init-from weights), compiled, inside the strategy's scope when there is one."""
-    import keras
-
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), n_classes,
-                           width=cfg.width)
-        if cfg.init_from:
-            _init_weights(net, cfg, verbose)
-        if n_classes == 2:
-            loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
-        else:  # labels arrive one-hot (see data.make_dataset), which allows label smoothing
-            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-        net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
-    return net
-
-
 def _class_weight(train_rows, classes: list[str]) -> dict[int, float]:
     """Weights inverse to each class's share of the training rows (--class-weight)."""
     n = np.array([sum(1 for r in train_rows if r.label == c) for c in classes], dtype=float)
@@ -403,7 +433,21 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
 
     augment_on = tf.Variable(cfg.augment_warmup == 0, trainable=False, name="augment_on")
     train_ds, val_ds = dataset(by_split["train"], True), dataset(by_split["val"], False)
-    net = _compiled_net(cfg, len(classes), strategy, cfg.verbose and chief)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), len(classes),
+                           width=cfg.width)
+        if cfg.init_from:
+            _init_weights(net, cfg, cfg.verbose and chief)
+        if backbones.is_backbone(cfg.arch) and not done:  # (a resume restores the weights from its backup)
+            _backbone_weights(net, cfg, meta, run_dir, chief, load=not cfg.init_from)
+        if len(classes) == 2:
+            loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
+        else:  # labels arrive one-hot (see data.make_dataset), which allows label smoothing
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
+        if backbones.is_backbone(cfg.arch):
+            backbones.prepare_optimizer(net, cfg.arch, cfg.weights)
+
     if strategy is not None and strategy.num_replicas_in_sync > 1:
         from . import multiworker  # imports TensorFlow
 

@@ -31,7 +31,7 @@ function setStatus(text, isError) {
 
 async function loadModel() {
   try {
-    const r = await fetch("/api/model");
+    const r = await apiFetch("/api/model");
     model = await r.json();
     const inp = model.input || {};
     const parts = [`model ${model.name}`, `classes: ${model.classes.join(", ")}`,
@@ -44,6 +44,10 @@ async function loadModel() {
     $("#limits").textContent = `Up to ${l.max_files} images and ${l.max_upload_mb} MB per upload. ` +
       (model.kind === "photo" ? "Each photo is judged from its faces and its whole scene; each face is labelled too."
         : model.faces ? "Each face is labelled." : "The whole image is classified (no face detector yet).");
+    if (model.kind !== "photo" && !model.faces) {  // Live tracks faces: a whole-image model has none
+      $("#live-toggle").disabled = true;
+      $("#live-toggle").title = "Live needs a face or photo model (e.g. happysad serve --model fer-happy-sad)";
+    }
   } catch (e) {
     $("#model-info").textContent = "cannot reach the server";
   }
@@ -69,7 +73,7 @@ async function send(files) {
     const t0 = performance.now();
     let resp, body;
     try {
-      resp = await fetch("/api/predict", { method: "POST", body: fd });
+      resp = await apiFetch("/api/predict", { method: "POST", body: fd });
       body = await resp.json().catch(() => null);
     } catch (e) {
       setStatus("the server did not answer: " + e, true);
@@ -97,19 +101,23 @@ function regions(r) {
             name: "whole image" }];
 }
 
-function drawBox(frame, region, w, h) {
+function drawBox(frame, region, w, h, box) {
+  // `box`: an element drawn before (a live person's), moved and relabelled instead of drawn anew
   const [x, y, bw, bh] = region.box;
-  const box = el("div", "box");
+  box = box || el("div", "box");
   box.style.left = (100 * x / w) + "%";
   box.style.top = (100 * y / h) + "%";
   box.style.width = (100 * bw / w) + "%";
   box.style.height = (100 * bh / h) + "%";
   box.style.setProperty("--c", colorOf(region.label));
-  if (y / h < 0.12) box.classList.add("inside");  // no room above: put the tag inside the box
+  box.classList.toggle("inside", y / h < 0.12);  // no room above: put the tag inside the box
   const p = region.probabilities[region.label];
-  box.append(el("span", "tag", `${region.label} ${pct(p)}`));
+  const who = region.track !== undefined ? `#${region.track} ` : "";  // live faces carry a person number
+  const tag = box.querySelector(".tag") || box.appendChild(el("span", "tag"));
+  tag.textContent = `${who}${region.label} ${pct(p)}`;
   box.dataset.label = region.label;
-  frame.append(box);
+  if (!box.parentNode) frame.append(box);
+  return box;
 }
 
 function bars(region, showName) {
@@ -232,6 +240,96 @@ function snap() {
   }, "image/jpeg", 0.92);
 }
 
+// ---- live camera: frames over one WebSocket, one frame in flight, boxes drawn over the video
+
+const LIVE_SIDE = 320;        // px: frames are downscaled to this longest side before sending
+const LIVE_INTERVAL = 200;    // ms between frames at most (5 per second)
+let live = null;              // {stream, ws, busy, sentAt, times, timer} while Live is on
+
+let liveStarting = false;  // a second click while the browser asks for the camera does nothing
+
+async function startLive() {
+  if (live || liveStarting) return;
+  liveStarting = true;
+  let media;
+  try {
+    media = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "user" }, audio: false });
+  } catch (e) {
+    setStatus("webcam not available: " + (e.message || e.name), true);
+    return;
+  } finally {
+    liveStarting = false;
+  }
+  const ws = new WebSocket(apiSocketUrl("/api/live"));  // carries the API key when the server asks for one
+  ws.binaryType = "arraybuffer";
+  live = { stream: media, ws, busy: false, sentAt: 0, times: [], timer: null, canvas: document.createElement("canvas") };
+  const v = $("#live-video");
+  v.srcObject = media;
+  $("#live").hidden = false;
+  $("#live-toggle").setAttribute("aria-checked", "true");
+  $("#live-stats").textContent = "connecting…";
+  ws.addEventListener("open", () => { live && (live.timer = setInterval(sendLiveFrame, LIVE_INTERVAL / 2)); });
+  ws.addEventListener("message", (e) => onLiveAnswer(e.data));
+  ws.addEventListener("close", () => { if (live && live.ws === ws) { setStatus("live: the server closed the connection", true); stopLive(); } });
+}
+
+function sendLiveFrame() {
+  const v = $("#live-video");
+  // One frame in flight at most; none while the page is hidden or the camera has no picture yet.
+  if (!live || live.busy || document.hidden || !v.videoWidth || live.ws.readyState !== WebSocket.OPEN) return;
+  if (performance.now() - live.sentAt < LIVE_INTERVAL) return;
+  const k = Math.min(1, LIVE_SIDE / Math.max(v.videoWidth, v.videoHeight));
+  const c = live.canvas;
+  c.width = Math.round(v.videoWidth * k);
+  c.height = Math.round(v.videoHeight * k);
+  c.getContext("2d").drawImage(v, 0, 0, c.width, c.height);
+  live.busy = true;
+  live.sentAt = performance.now();
+  c.toBlob((blob) => {
+    if (!live || !blob) { if (live) live.busy = false; return; }
+    live.ws.send(blob);
+  }, "image/jpeg", 0.8);
+}
+
+function onLiveAnswer(text) {
+  if (!live) return;
+  const now = performance.now();
+  const latency = now - live.sentAt;
+  live.busy = false;
+  let r;
+  try { r = JSON.parse(text); } catch (e) { return; }
+  if (r.error) { setStatus(`live: ${r.error.message}`, true); return; }
+  live.times.push(now);
+  while (live.times.length && now - live.times[0] > 3000) live.times.shift();
+  const fps = live.times.length > 1 ? 1000 * (live.times.length - 1) / (now - live.times[0]) : 0;
+  const frame = document.querySelector("#live .live-frame");
+  // Labels come smoothed over time from the server (each person's probabilities, half-life 0.5 s);
+  // each person keeps one box, which glides to its new place (CSS transition) instead of jumping.
+  const gone = new Map(Array.from(frame.querySelectorAll(".box"), (b) => [b.dataset.track, b]));
+  r.faces.forEach((f) => {
+    const key = String(f.track);
+    drawBox(frame, f, r.width, r.height, gone.get(key)).dataset.track = key;
+    gone.delete(key);
+  });
+  gone.forEach((b) => b.remove());
+  const n = r.faces.length;
+  $("#live-stats").textContent = `${fps.toFixed(1)} frames/s · latency ${Math.round(latency)} ms ` +
+    `(server ${r.server_ms} ms) · ${n ? n + (n === 1 ? " face" : " faces") : "no face"}`;
+}
+
+function stopLive() {
+  if (!live) return;
+  const l = live;
+  live = null;
+  clearInterval(l.timer);
+  l.ws.close();
+  l.stream.getTracks().forEach((t) => t.stop());
+  $("#live-video").srcObject = null;
+  document.querySelectorAll("#live .box").forEach((b) => b.remove());
+  $("#live").hidden = true;
+  $("#live-toggle").setAttribute("aria-checked", "false");
+}
+
 // ---- wiring
 
 function init() {
@@ -262,6 +360,11 @@ function init() {
     cam.title = "browsers allow the webcam only on secure pages (https, or a localhost address)";
   }
   cam.addEventListener("click", openCamera);
+  const liveBtn = $("#live-toggle");
+  liveBtn.disabled = cam.disabled;
+  liveBtn.addEventListener("click", () => (live ? stopLive() : startLive()));
+  // A hidden tab sends nothing: Live stops (and frees the camera) until switched on again.
+  document.addEventListener("visibilitychange", () => { if (document.hidden) stopLive(); });
   $("#camera-close").addEventListener("click", closeCamera);
   $("#camera-snap").addEventListener("click", snap);
   $("#clear").addEventListener("click", clearResults);
