@@ -57,6 +57,11 @@ def test_free_name_skips_taken_names():
     assert files.free_name("b", ".gradcam.png", taken=taken.__contains__) == "b.gradcam.png"
 
 
+def test_free_name_lets_the_caller_join_stem_and_ending():
+    short = lambda stem, end: stem[:8 - len(end)] + end  # noqa: E731  (a file system allowing 8 characters)
+    assert files.free_name("abcdefgh", ".png", taken={"abcd.png"}.__contains__, fit=short) == "ab-2.png"
+
+
 def test_thread_count_scales_with_cores_up_to_a_cap(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert files.thread_count() == 4
