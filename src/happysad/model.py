@@ -121,9 +121,11 @@ def check_arch(arch: str, width: int | None = None) -> None:
         raise UsageError(f"--width {width}: choose 8 to 256")
 
 
-def build(arch: str, input_shape: tuple[int, int, int], n_classes: int, width: int | None = None):
+def build(arch: str, input_shape: tuple[int, int, int], n_classes: int, width: int | None = None,
+          dropout: float | None = None):
     """Build a registered architecture, checking the arguments first. ``width`` (default arch only):
-    filters of the first block, doubling per block up to 256; None keeps the architecture's default."""
+    filters of the first block, doubling per block up to 256; ``dropout`` (default arch only): before
+    the head. None keeps the architecture's default."""
     check_arch(arch, width)
     if n_classes < 2:
         raise UsageError(f"need at least 2 classes, got {n_classes}")
@@ -132,7 +134,8 @@ def build(arch: str, input_shape: tuple[int, int, int], n_classes: int, width: i
         raise UsageError(f"input shape {input_shape} not supported (side >= 16, 1 or 3 channels)")
     if arch == "seed" and min(h, w) < 22:
         raise UsageError("--arch seed needs --img-size >= 22 (three 3x3 conv + pool stages)")
-    return ARCHS[arch](input_shape, n_classes) if width is None else ARCHS[arch](input_shape, n_classes, width=width)
+    options = {k: v for k, v in (("width", width), ("dropout", dropout)) if v is not None}
+    return ARCHS[arch](input_shape, n_classes, **options)
 
 
 # EfficientNet-Lite0 (Tan & Le; the "lite" variant: no squeeze-excite, ReLU6, fixed stem and head), the
