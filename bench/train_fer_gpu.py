@@ -93,10 +93,10 @@ def targets(y, n):
 def recipes(args) -> dict[str, train.TrainConfig]:
     """The two phases' resolved recipes, with this run's overrides (phase 2 takes phase 1's width)."""
     both = dict(recipe_files.read_assignment(a, train.RECIPE_FIELDS) for a in args.set)
-    cfg7 = train.config_from_recipe(args.recipe7, **{**both, **{k: v for k, v in (("epochs", args.epochs),
-                                                                                  ("width", args.width)) if v is not None}})
-    cfg2 = train.config_from_recipe(args.recipe2, **{**both, "init_from": None, "width": cfg7.width,
-                                                     **({"epochs": args.finetune_epochs} if args.finetune_epochs else {})})
+    given7 = {k: v for k, v in (("epochs", args.epochs), ("width", args.width)) if v is not None}
+    given2 = {"epochs": args.finetune_epochs} if args.finetune_epochs else {}
+    cfg7 = train.config_from_recipe(args.recipe7, **{**both, **given7})
+    cfg2 = train.config_from_recipe(args.recipe2, **{**both, "init_from": None, "width": cfg7.width, **given2})
     out = {"emotion7": cfg7.resolved(), "happy-sad": cfg2.resolved()}
     for phase, cfg in out.items():
         if list(cfg.classes) != PHASES[phase] or (cfg.img_size, cfg.grayscale, cfg.arch) != (48, True, "default"):
@@ -178,7 +178,8 @@ def fit_phase(name, wrapper, xtr, ytr, xva, yva, n, cfg, args, budget_s):
         def on_train_batch_begin(self, batch, logs=None):
             lr = plan["lr"]
             step = self.epoch * steps + batch
-            self.model.optimizer.learning_rate = lr if isinstance(lr, float) else float(keras.ops.convert_to_numpy(lr(step)))
+            rate = lr if isinstance(lr, float) else float(keras.ops.convert_to_numpy(lr(step)))
+            self.model.optimizer.learning_rate = rate
 
         def on_epoch_end(self, epoch, logs=None):
             dt = time.perf_counter() - self.t0
@@ -339,7 +340,8 @@ def main() -> int:
     if args.limit:
         keep = np.random.default_rng(0).permutation(len(xtr))[: args.limit]
         xtr, ytr = xtr[keep], ytr[keep]
-    setup = {"options": {k: v if isinstance(v, list) else str(v) for k, v in vars(args).items()}, "recipes": {p: c.settings() for p, c in cfgs.items()},
+    setup = {"options": {k: v if isinstance(v, list) else str(v) for k, v in vars(args).items()},
+             "recipes": {p: c.settings() for p, c in cfgs.items()},
              "backend": keras.backend.backend(), "keras": keras.__version__, "python": platform.python_version(),
              "host_cpus": os.cpu_count(), "n_train": len(xtr), "n_val": len(xva), "devices": ["cpu"]}
     if keras.backend.backend() == "torch":  # (asking JAX for its devices would take the GPU's memory)

@@ -58,7 +58,8 @@ def test_bad_recipe_files_are_one_line_errors_naming_the_file(tmp_path):
 
 
 def test_cosine_schedule_warms_up_linearly_then_decays_to_zero():
-    cfg = train.TrainConfig(arch="default", schedule="cosine", learning_rate=0.1, epochs=10, warmup_epochs=2).resolved()
+    cfg = train.TrainConfig(arch="default", schedule="cosine", learning_rate=0.1, epochs=10,
+                            warmup_epochs=2).resolved()
     lr = optim.schedule(cfg, steps_per_epoch=5)
     at = {step: float(lr(step)) for step in (0, 5, 10, 30, 50, 60)}
     assert at[0] == 0 and at[5] == pytest.approx(0.05) and at[10] == pytest.approx(0.1)  # 10 warm-up steps
@@ -176,7 +177,8 @@ def test_tencrop_tta_averages_the_ten_views(trained_run):
 def test_tta_follows_meta_json_unless_asked():
     assert tta_mode(None, {"tta": {"mode": "tencrop", "pad": 4}}) == "tencrop"
     assert tta_mode(None, {}) == "none"
-    assert tta_mode(True, {"tta": {"mode": "tencrop"}}) == "flip" and tta_mode("none", {"tta": {"mode": "flip"}}) == "none"
+    assert tta_mode(True, {"tta": {"mode": "tencrop"}}) == "flip"
+    assert tta_mode("none", {"tta": {"mode": "flip"}}) == "none"
 
 
 def test_train_with_a_recipe_writes_its_resolved_config(tmp_path, capsys, monkeypatch):

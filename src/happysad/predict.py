@@ -110,7 +110,8 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.tta = tta_mode(tta, self.bundle.meta)
         # ten-crop shift: as meta.json says, else the shift the standard augmentation trains with
-        self.tta_pad = int((self.bundle.meta.get("tta") or {}).get("pad") or augment.default_pad(min(self.bundle.image_size)))
+        tta_meta = self.bundle.meta.get("tta") or {}
+        self.tta_pad = int(tta_meta.get("pad") or augment.default_pad(min(self.bundle.image_size)))
         self.workers = workers or min(8, (os.cpu_count() or 2) * 2)
         # Face detection: on by default for models trained on face crops (meta.json "faces").
         cfg = face_settings(self.bundle.meta)

@@ -22,7 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from . import augment, backbones, bundle, data, faces, model as models, optim, places, recipes, report, split as splitting
+from . import augment, backbones, bundle, data, faces, model as models, optim, places, recipes, report
+from . import split as splitting
 from .errors import HappysadError, UsageError
 from .evaluate import evaluate_files
 from .predict import TTA_MODES, Predictor
