@@ -462,7 +462,7 @@ def cmd_serve(args) -> int:
     from .bundle import load
 
     key = serve.read_api_key(args.api_key, args.api_key_file)  # before the model loads: a usage error is quick
-    bundle = load(_model_ref(args))  # before uvicorn starts, so a bad model is a one-line error
+    bundle = load(_model_ref(args), fast=True)  # before uvicorn starts, so a bad model is a one-line error
     url = serve.url_for(args.host, args.port) + (f"#key={key}" if key else "")  # the page takes the key from there
     warning = serve.exposure_warning(args.host, key is not None)
 
@@ -737,6 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_parser(add)
     _add_issue8_commands(sub, add)
     _add_train_photo_parser(add, classes_opt)
+    _add_distill_parser(add)
     return p
 
 
@@ -768,6 +769,56 @@ def _add_train_photo_parser(add, classes_opt) -> None:
     device_opt(sp)
 
 
+def cmd_distill(args) -> int:
+    from . import distill
+
+    _configure_device(args)
+    cfg = distill.DistillConfig(width=args.width, epochs=args.epochs, batch_size=args.batch_size,
+                                temperature=args.temperature, soft_weight=args.soft_weight,
+                                learning_rate=args.lr, seed=args.seed, fast_runtime=args.fast_runtime)
+    log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    res = distill.distill(args.data, args.out, args.teacher, config=cfg, extra=args.extra or (),
+                          val_data=args.val_data, log=log)
+    if args.json:
+        _print_json({"model": str(res.model_dir), "seconds": round(res.seconds, 1), "params": res.params,
+                     "n_labelled": res.n_train, "n_unlabelled": res.n_extra, "val": res.val,
+                     "int8_agreement": res.int8_agreement})
+    else:
+        val = f"; last epoch {res.val['accuracy']:.4f} on {res.val['n']} --val-data images" if res.val else ""
+        print(f"student: {res.model_dir}  ({res.params:,} parameters, {res.seconds:.0f} s{val})")
+        print(f"next: happysad evaluate HELD_OUT_FACES --model {res.model_dir}")
+    return 0
+
+
+def _add_distill_parser(add) -> None:
+    from . import distill
+
+    d = distill.DistillConfig()
+    sp = add("distill", "train a tiny fast face model on a bigger model's soft labels (knowledge distillation)",
+             cmd_distill)
+    sp.add_argument("data", help="folder of class folders named like the teacher's classes (others are ignored)")
+    sp.add_argument("--out", required=True, metavar="DIR", help="the student's model folder (new or empty)")
+    sp.add_argument("--teacher", default="fer-happy-sad", metavar="MODEL", help="default %(default)s")
+    sp.add_argument("--extra", action="append", metavar="DIR", help="unlabelled images the teacher labels "
+                    "too (e.g. face crops); may be repeated")
+    sp.add_argument("--val-data", metavar="DIR", help="class folders scored after each epoch (log only)")
+    sp.add_argument("--width", type=int_range(8, 256), default=d.width, help="tiny arch's first-stage filters "
+                    "(default %(default)s; multiples of 8 run fastest)")
+    sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), default=d.epochs, help="default %(default)s")
+    sp.add_argument("--batch-size", type=int_range(1, BATCH_MAX), default=d.batch_size, help="default %(default)s")
+    sp.add_argument("--temperature", type=float_range(0, 100, above=True), default=d.temperature,
+                    help="softens both models' outputs in the soft loss (default %(default)s)")
+    sp.add_argument("--soft-weight", type=float_range(0, 1), default=d.soft_weight,
+                    help="weight of the teacher's soft labels against the true labels (default %(default)s)")
+    sp.add_argument("--lr", type=float_range(0, 10, above=True), default=d.learning_rate,
+                    help="peak AdamW learning rate (default %(default)s)")
+    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=d.seed, help="default %(default)s")
+    sp.add_argument("--fast-runtime", action=argparse.BooleanOptionalAction, default=True,
+                    help="also write the int8 LiteRT copy that predict/serve run when LiteRT is there (default on)")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    device_opt(sp)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed, never a crash
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
@@ -775,7 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("train", "evaluate", "predict", "demo", "serve", "export", "explain", "train-photo",
-                        "report"):
+                        "report", "distill"):
         _import_tensorflow_quietly()
     try:
         return args.fn(args)

@@ -106,7 +106,7 @@ class Predictor:
 
     def __init__(self, model: Bundle | str | os.PathLike, batch_size: int = BATCH_SIZE,
                  tta: bool | str | None = None, workers: int | None = None, faces: bool | None = None):
-        self.bundle = model if isinstance(model, Bundle) else load(model)
+        self.bundle = model if isinstance(model, Bundle) else load(model, fast=True)
         self.batch_size = int(batch_size)
         self.tta = tta_mode(tta, self.bundle.meta)
         # ten-crop shift: as meta.json says, else the shift the standard augmentation trains with
