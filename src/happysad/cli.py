@@ -775,7 +775,8 @@ def cmd_distill(args) -> int:
     _configure_device(args)
     cfg = distill.DistillConfig(width=args.width, epochs=args.epochs, batch_size=args.batch_size,
                                 temperature=args.temperature, soft_weight=args.soft_weight,
-                                learning_rate=args.lr, seed=args.seed, fast_runtime=args.fast_runtime)
+                                learning_rate=args.lr, warmup_epochs=args.warmup_epochs, seed=args.seed,
+                                fast_runtime=args.fast_runtime, init_from=args.init_from)
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     res = distill.distill(args.data, args.out, args.teacher, config=cfg, extra=args.extra or (),
                           val_data=args.val_data, log=log)
@@ -812,7 +813,10 @@ def _add_distill_parser(add) -> None:
                     help="weight of the teacher's soft labels against the true labels (default %(default)s)")
     sp.add_argument("--lr", type=float_range(0, 10, above=True), default=d.learning_rate,
                     help="peak AdamW learning rate (default %(default)s)")
+    sp.add_argument("--warmup-epochs", type=int_range(0, EPOCHS_MAX), default=d.warmup_epochs,
+                    help="epochs of rising learning rate before the cosine decay (default %(default)s)")
     sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=d.seed, help="default %(default)s")
+    sp.add_argument("--init-from", metavar="MODEL", help="continue from this student's weights (same --width)")
     sp.add_argument("--fast-runtime", action=argparse.BooleanOptionalAction, default=True,
                     help="also write the int8 LiteRT copy that predict/serve run when LiteRT is there (default on)")
     sp.add_argument("--json", action="store_true", help="print one JSON object")

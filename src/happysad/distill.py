@@ -48,6 +48,7 @@ class DistillConfig:
     warmup_epochs: int = 2
     seed: int = 0
     fast_runtime: bool = True
+    init_from: str | None = None  # a student to continue from (same width and classes)
 
 
 @dataclass
@@ -158,6 +159,9 @@ def distill(data: str | os.PathLike, out: str | os.PathLike, teacher: str | os.P
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--out {out}: exists and is not an empty folder")
+    for folder in extra:
+        if not Path(folder).is_dir():
+            raise UsageError(f"--extra {folder}: not a folder")
     t0 = time.perf_counter()
     tb = bundles.load(teacher)
     if photo.is_photo_meta(tb.meta):
@@ -171,8 +175,6 @@ def distill(data: str | os.PathLike, out: str | os.PathLike, teacher: str | os.P
     y = np.asarray(labels, np.int64)[kept]
     xe = np.zeros((0, *x.shape[1:]), np.uint8)
     for folder in extra:
-        if not Path(folder).is_dir():
-            raise UsageError(f"--extra {folder}: not a folder")
         more, _ = load_pixels(images.iter_files(folder, images_only=True), size, cm, log)
         xe = np.concatenate([xe, more])
     if len(x) == 0:
@@ -197,11 +199,17 @@ def distill(data: str | os.PathLike, out: str | os.PathLike, teacher: str | os.P
 
     keras.utils.set_random_seed(cfg.seed)
     student = models.build("tiny", x.shape[1:], k, width=cfg.width)
+    if cfg.init_from:
+        copied, left = models.copy_matching_weights(student, bundles.load(cfg.init_from).model)
+        if left or not copied:
+            raise UsageError(f"--init-from {cfg.init_from}: not a tiny model of width {cfg.width} for "
+                             f"{', '.join(classes)} ({left} layer(s) do not match)")
     logits = keras.Model(student.inputs, student.get_layer("logits").output)
     steps = max(1, -(-len(xa) // cfg.batch_size))
-    lr = keras.optimizers.schedules.CosineDecay(
-        cfg.learning_rate / 10, decay_steps=steps * max(1, cfg.epochs - cfg.warmup_epochs),
-        warmup_target=cfg.learning_rate, warmup_steps=steps * min(cfg.warmup_epochs, cfg.epochs - 1))
+    warm = min(cfg.warmup_epochs, cfg.epochs - 1)
+    lr = keras.optimizers.schedules.CosineDecay(  # from lr / 10 up to lr in the warm-up, then down to 0
+        cfg.learning_rate / 10 if warm else cfg.learning_rate, decay_steps=steps * (cfg.epochs - warm),
+        warmup_target=cfg.learning_rate if warm else None, warmup_steps=steps * warm)
     logits.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay),
                    loss=distillation_loss(k, cfg.temperature, cfg.soft_weight))
     augment = datamod.augmenter(cfg.seed)
