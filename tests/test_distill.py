@@ -108,3 +108,12 @@ def test_builtin_tiny_runs_on_litert_with_the_keras_labels():
     assert np.abs(pk - pf).max() < 0.05
     sure = np.abs(pk - 0.5) > 0.05
     assert ((pk > 0.5) == (pf > 0.5))[sure].all()
+
+
+def test_serve_runs_the_builtin_tiny_on_litert(monkeypatch):
+    from happysad import serve
+
+    seen = {}
+    monkeypatch.setattr(serve, "serve", lambda bundle, *a, **kw: seen.setdefault("bundle", bundle))
+    assert cli.main(["serve", "--model", "fer-happy-sad-tiny"]) == 0
+    assert seen["bundle"].path.suffix == ".tflite"
