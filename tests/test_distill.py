@@ -117,3 +117,4 @@ def test_serve_runs_the_builtin_tiny_on_litert(monkeypatch):
     monkeypatch.setattr(serve, "serve", lambda bundle, *a, **kw: seen.setdefault("bundle", bundle))
     assert cli.main(["serve", "--model", "fer-happy-sad-tiny"]) == 0
     assert seen["bundle"].path.suffix == ".tflite"
+    assert serve.display_name(seen["bundle"]) == "fer-happy-sad-tiny"
