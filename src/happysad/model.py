@@ -241,3 +241,4 @@ def tiny(input_shape: tuple[int, int, int], n_classes: int, width: int = 24, dro
 
 
 ARCHS["tiny"] = tiny
+DEFAULT_IMG_SIZE["tiny"] = 48  # face crops, as FER2013 frames them
