@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from happysad import augment, optim, recipes, train
-from happysad.cli import main
+from happysad.cli import bare_tta, build_parser, main
 from happysad.errors import UsageError
 from happysad.predict import Predictor, tta_mode
 
@@ -213,3 +213,12 @@ def test_fer_emotion7_recipe_trains_on_fer2013_and_writes_its_config(tmp_path, c
     run = Path(json.loads(out)["run"])
     assert train.config_from_recipe(run / "config.toml") == train.config_from_recipe("fer-emotion7", epochs=1,
                                                                                    project=str(tmp_path)).resolved()
+
+
+def test_bare_tta_before_a_path_still_means_flip():
+    assert bare_tta(["predict", "--tta", "a.jpg"]) == ["predict", "--tta=flip", "a.jpg"]
+    assert bare_tta(["predict", "a.jpg", "--tta"]) == ["predict", "a.jpg", "--tta=flip"]
+    assert bare_tta(["predict", "--tta", "tencrop", "a.jpg"]) == ["predict", "--tta", "tencrop", "a.jpg"]
+    assert bare_tta(["predict", "--", "--tta"]) == ["predict", "--", "--tta"]  # after --, a file name
+    args = build_parser().parse_args(bare_tta(["predict", "--tta", "a.jpg"]))
+    assert args.tta == "flip" and args.paths == ["a.jpg"]

@@ -823,12 +823,26 @@ def _add_distill_parser(add) -> None:
     device_opt(sp)
 
 
+def bare_tta(argv: Sequence[str]) -> list[str]:
+    """``--tta`` alone still means flip when a path follows it (``predict --tta photo.jpg``): argparse
+    would take the path as the mode."""
+    from .predict import TTA_MODES
+
+    out = list(argv)
+    for i, tok in enumerate(out):
+        if tok == "--":
+            break
+        if tok == "--tta" and (i + 1 == len(out) or out[i + 1] not in TTA_MODES):
+            out[i] = "--tta=flip"
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed, never a crash
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(bare_tta(sys.argv[1:] if argv is None else argv))
     if args.command in ("train", "evaluate", "predict", "demo", "serve", "export", "explain", "train-photo",
                         "report", "distill"):
         _import_tensorflow_quietly()
