@@ -33,7 +33,7 @@ def test_predict_color_photo_without_model(tmp_path, capsys):
     assert out["label"] in ("happy", "sad") and set(out["probabilities"]) == {"happy", "sad"}
 
 
-@pytest.mark.parametrize("name", [n for n in ("fer-happy-sad", "fer-emotion7") if n in BUILTIN])
+@pytest.mark.parametrize("name", [n for n in ("fer-happy-sad", "fer-emotion7", "fer-happy-sad-tiny") if n in BUILTIN])
 def test_builtin_scores_what_its_model_card_says(name):
     """Re-evaluating the shipped weights on FER2013 PublicTest gives the model card's accuracy."""
     from conftest import needs_shared

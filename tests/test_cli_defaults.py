@@ -1,8 +1,6 @@
 """Each default is declared once, in the module that owns it: the CLI reads it from there, so a parsed
 command line without options is the library's own default, and --help shows that value."""
 
-import dataclasses
-
 import pytest
 
 from happysad import cli, clean, demo, split
@@ -12,20 +10,6 @@ from happysad.train import TrainConfig
 @pytest.fixture(scope="module")
 def parser():
     return cli.build_parser()
-
-
-def test_train_without_options_is_the_default_config(parser):
-    assert cli.train_config(parser.parse_args(["train", "data"])) == TrainConfig()
-
-
-def test_train_options_set_the_config_fields_they_name(parser):
-    args = parser.parse_args(["train", "data", "--lr", "0.01", "--epochs", "3", "--no-augment", "--width", "16",
-                              "--classes", "happy,sad", "--ratios", "0.8", "0.2", "--faces"])
-    cfg = cli.train_config(args)
-    changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-               if getattr(cfg, f.name) != getattr(TrainConfig(), f.name)}
-    assert changed == {"learning_rate": 0.01, "epochs": 3, "augment": False, "width": 16,
-                       "classes": ["happy", "sad"], "ratios": [0.8, 0.2], "faces": True}
 
 
 def test_clean_split_and_demo_defaults_come_from_their_modules(parser):

@@ -56,7 +56,7 @@ def test_init_from_takes_the_source_width(shapes3, tmp_path, capsys):
 
 
 def test_width_is_checked(shapes2, tmp_path, capsys):
-    for extra, msg in ((["--arch", "seed", "--width", "16"], "--arch default only"), (["--width", "4"], "8 to 256")):
+    for extra, msg in ((["--arch", "seed", "--width", "16"], "--arch default or tiny"), (["--width", "4"], "8 to 256")):
         assert cli.main(["train", str(shapes2), "--epochs", "1", "--project", str(tmp_path / "runs"), *extra]) == 2
         assert msg in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # refused before any run folder was made

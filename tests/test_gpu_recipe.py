@@ -1,14 +1,21 @@
-"""bench/train_fer_gpu.py pieces that run without a GPU: the batched augmentation's geometry (its
-keras.ops branch, which JAX and TensorFlow use) and the retraining command rebuilt from a run's log."""
+"""The GPU recipe without a GPU: the batched augmentation that bench/train_fer_gpu.py runs in front of
+the model (its keras.ops branch, which JAX and TensorFlow use), and the script itself, run as a program
+on tiny generated faces with the packaged recipes (TensorFlow backend, CPU)."""
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-train_fer_gpu = pytest.importorskip("train_fer_gpu")
+from happysad import augment
+
+ROOT = Path(__file__).resolve().parents[1]
+EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
 
 def _augment_with_draws(monkeypatch, x, fractions):
@@ -19,7 +26,7 @@ def _augment_with_draws(monkeypatch, x, fractions):
     it = iter(fractions)
     monkeypatch.setattr(keras.random, "uniform",
                         lambda shape, lo, hi, seed=None: keras.ops.full(shape, lo + next(it) * (hi - lo)))
-    aug = train_fer_gpu.batched_augmenter(0)
+    aug = augment.batched_augmenter(0)
     return np.asarray(aug(keras.ops.convert_to_tensor(x), training=True))
 
 
@@ -53,16 +60,44 @@ def test_brightness_and_contrast_stay_in_pixel_range(monkeypatch, pixels):
 
 
 def test_augmenter_is_identity_at_inference(pixels):
-    aug = train_fer_gpu.batched_augmenter(0)
+    aug = augment.batched_augmenter(0)
     np.testing.assert_array_equal(np.asarray(aug(pixels, training=False)), pixels)
 
 
-def test_retraining_command_names_backend_and_non_default_options():
-    opts = {k: str(v) for k, v in vars(train_fer_gpu.parser().parse_args([])).items()}
-    opts.update(width="96", steps_per_execution="4")
-    setup = {"backend": "jax", "options": opts, "epochs_run": {"emotion7": 120, "happy-sad": 40}}
-    assert train_fer_gpu.command(setup, "emotion7") == (
-        "KERAS_BACKEND=jax python bench/train_fer_gpu.py --width 96 --epochs 120 --steps-per-execution 4")
-    old = dict(setup, backend="torch", options={k: v for k, v in opts.items() if k != "steps_per_execution"})
-    assert train_fer_gpu.command(old, "happy-sad") == (
-        "KERAS_BACKEND=torch python bench/train_fer_gpu.py --width 96 --epochs 120 --finetune-epochs 40")
+def _tiny_fer(root: Path, per_class: int) -> Path:
+    rng = np.random.default_rng(0)
+    for part, n in (("train", per_class), ("validation", 2)):
+        for c in EMOTIONS:
+            (root / part / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(root / part / c / f"{i}.png")
+    return root
+
+
+def test_gpu_script_trains_both_phases_from_the_packaged_recipes(tmp_path):
+    """The whole script on the CPU with tiny settings: 7 emotions, then happy vs sad from it, with every
+    option of the recipes (mixup, crop, erasing, SGD + Nesterov, cosine warm-up), and a model per phase
+    that Keras loads in float32."""
+    fer, out = _tiny_fer(tmp_path / "fer", per_class=4), tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "KERAS_BACKEND": "tensorflow"}
+    cmd = [sys.executable, str(ROOT / "bench" / "train_fer_gpu.py"), "--fer", str(fer), "--cache",
+           str(tmp_path / "fer48.npz"), "--out", str(out), "--epochs", "2", "--finetune-epochs", "2", "--width", "8",
+           "--policy", "float32", "--set", "warmup_epochs=1", "--set", "batch_size=8"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    setup = log[0]
+    assert setup["event"] == "setup" and setup["recipes"]["emotion7"]["mixup"] == 0.2
+    assert setup["recipes"]["happy-sad"]["width"] == 8 and setup["recipes"]["happy-sad"]["learning_rate"] == 0.01
+    epochs = [r for r in log if "epoch" in r]
+    assert [r["phase"] for r in epochs] == ["emotion7"] * 2 + ["happy-sad"] * 2
+    assert 0 < epochs[0]["lr"] and epochs[1]["lr"] < epochs[0]["lr"]  # the end of the warm-up, then the cosine
+    finished = {r["phase"]: r for r in log if r.get("event") == "done"}
+    assert finished["happy-sad"]["layers_copied"] > 0
+
+    import keras
+
+    for phase, n in (("emotion7", 7), ("happy-sad", 1)):
+        net = keras.models.load_model(out / f"{phase}.keras")
+        assert net.output_shape == (None, n)
+

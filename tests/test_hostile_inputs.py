@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from happysad import bundle, cli, faces, files, photo
+from happysad import bundle, cli, faces, photo
 from happysad.errors import HappysadError
 
 # ----------------------------------------------------------------------------- numeric options
@@ -58,7 +58,7 @@ def test_defaults_and_bounds_are_accepted():
     a = p.parse_args(["clean", "d"])
     assert (a.min_side, a.min_bytes, a.max_pixels, a.near_dup_distance) == (32, 0, 50_000_000, 4)
     a = p.parse_args(["train", "d"])
-    assert (a.epochs, a.batch_size, a.seed, list(a.ratios)) == (20, 32, 0, [0.7, 0.2, 0.1])
+    assert (a.epochs, a.batch_size, a.seed, a.ratios) == (20, 32, 0, [0.7, 0.2, 0.1])
     a = p.parse_args(["serve"])
     assert (a.port, a.max_upload_mb, a.max_files) == (8000, 10.0, 16)
     assert p.parse_args(["train-photo", "d", "--out", "m"]).folds == 5
@@ -68,7 +68,7 @@ def test_defaults_and_bounds_are_accepted():
     assert p.parse_args(["split", "d", "--out", "s", "--near-dup-distance", "16"]).near_dup_distance == 16
     a = p.parse_args(["serve", "--port", "65535", "--max-upload-mb", "0.5", "--max-files", "1"])
     assert (a.port, a.max_upload_mb, a.max_files) == (65535, 0.5, 1)
-    assert p.parse_args(["train", "d", "--epochs", "1", "--batch-size", "1", "--lr", "1e-4"]).learning_rate == 1e-4
+    assert p.parse_args(["train", "d", "--epochs", "1", "--batch-size", "1", "--lr", "1e-4"]).lr == 1e-4
 
 
 def test_help_shows_the_real_defaults(capsys):
@@ -271,10 +271,10 @@ def photo_model(root, tiny_models, **member_changes):
     classes = ["happy", "sad"]
     names = photo.feature_names(classes)
     fusion = photo.Linear(names, np.zeros(len(names)), np.ones(len(names)), np.zeros((len(names), 2)), np.zeros(2))
-    files.write_json(root / photo.FUSION_NAME, fusion.to_json())
+    bundle.write_json(root / photo.FUSION_NAME, fusion.to_json())
     meta = bundle.make_meta(classes=classes, img_size=(8, 8), color_mode="rgb", arch="photo", kind=photo.KIND,
                             members={"face": "face", "scene": "scene"}, fusion=photo.FUSION_NAME)
-    files.write_json(root / "meta.json", meta)
+    bundle.write_json(root / "meta.json", meta)
     return root
 
 

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "happysad"
 
 FLOORS = [
     ["__init__", "errors", "files"],             # plain helpers: no package imports
-    ["images", "runtime", "device", "multiworker", "backbones"],  # one image, one runtime, Keras's backbones
+    ["images", "runtime", "device", "multiworker", "backbones", "augment", "optim", "recipes"],  # one image, one runtime, Keras's backbones
     ["model", "folders", "dedup", "photo", "data", "clean_report", "places"],  # networks, class folders, ...
     ["faces"],
     ["video"],
@@ -28,7 +28,7 @@ FLOORS = [
     ["predict", "callbacks", "serve_video"],
     ["evaluate", "explain", "export", "serve"],
     ["report"],                                   # figures and the page of a run or an evaluation
-    ["train", "train_photo"],
+    ["train", "train_photo", "distill"],
     ["demo"],
     ["cli"],                                      # parses and prints
     ["__main__"],
@@ -38,7 +38,7 @@ FLOOR = {name: i for i, names in enumerate(FLOORS) for name in names}
 # Imported inside functions only: slow to import (TensorFlow alone takes seconds) or not always installed.
 LAZY = {"tensorflow", "keras", "tf2onnx", "onnxruntime", "ai_edge_litert", "matplotlib",
         "fastapi", "fastapi_offline", "starlette", "uvicorn", "IPython", "av", "scipy", "h5py",
-        "skimage"}
+        "skimage", "torch"}
 HEAVY_MODULES = {"callbacks", "multiworker"}  # import Keras at the top, so are imported like it
 # Landed before these rules were checked and not moved yet: their imports inside functions are let through
 # and left out of the graph. Each reason says what moving them as they are would break.

@@ -7,6 +7,7 @@ Saving is atomic (write a temporary file, then rename); loading uses Keras' safe
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections import Counter
@@ -139,9 +140,14 @@ def check_meta(meta: dict, where: str) -> dict:
     for key in ("arch", "name", "kind", "fusion"):
         if key in meta and not isinstance(meta[key], str):
             raise _bad(where, key, "a string", meta[key])
-    for key in ("arch_options", "train", "versions", "members"):
+    for key in ("arch_options", "train", "versions", "members", "fast_runtime"):
         if key in meta and not isinstance(meta[key], dict):
             raise _bad(where, key, "an object", meta[key])
+    fast = meta.get("fast_runtime")
+    if fast is not None:
+        name = fast.get("file")
+        if not isinstance(name, str) or Path(name).name != name or Path(name).suffix.lower() not in (".onnx", ".tflite"):
+            raise _bad(where, "fast_runtime.file", "a .onnx or .tflite file name beside the model", name)
     _check_faces(meta.get("faces"), where)
     return meta
 
@@ -307,13 +313,32 @@ def _first_line(e: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def load(ref: str | os.PathLike) -> Bundle:
+def fast_runtime_file(model_path: Path, meta: dict) -> Path | None:
+    """The exported copy that meta.json's ``fast_runtime`` names beside a ``.keras`` model (e.g. the
+    int8 LiteRT file of ``fer-happy-sad-tiny``), when it exists and its runtime is installed."""
+    fast = meta.get("fast_runtime")
+    if not fast or model_path.suffix.lower() != ".keras":
+        return None
+    path = model_path.parent / fast["file"]
+    needs = {".onnx": ("onnxruntime",), ".tflite": ("ai_edge_litert", "tensorflow")}[path.suffix.lower()]
+    if path.is_file() and any(importlib.util.find_spec(m) is not None for m in needs):
+        return path
+    return None
+
+
+def load(ref: str | os.PathLike, fast: bool = False) -> Bundle:
     """Load a model by run folder, ``.keras`` path or built-in name (Keras safe_mode on). An exported
-    ``.onnx`` / ``.tflite`` file loads as a runtime adapter with the same ``predict_on_batch``."""
+    ``.onnx`` / ``.tflite`` file loads as a runtime adapter with the same ``predict_on_batch``.
+
+    ``fast=True`` (predict, evaluate and serve ask for it) runs a model's ``fast_runtime`` copy instead
+    of Keras where there is one (see :func:`fast_runtime_file`); export, explain and fine-tuning need
+    the Keras model itself and keep the default."""
     import keras
 
     model_path, meta_path = resolve(ref)
     meta = read_meta(meta_path)
+    if fast:
+        model_path = fast_runtime_file(model_path, meta) or model_path
     if photo.is_photo_meta(meta):
         members = {m: load(photo.member_dir(model_path, meta, m)) for m in photo.MEMBERS}
         for m, b in members.items():

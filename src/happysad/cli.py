@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -164,17 +163,56 @@ def cmd_train(args) -> int:
         return _report_train(res, args)
     if not args.data:
         raise UsageError("give DATA (a folder of class folders) or --resume RUN_FOLDER")
-    return _report_train(train.train(args.data, train_config(args)), args)
+    # Options left out are None: the recipe's value (--recipe), else TrainConfig's default, applies.
+    given = dict(
+        arch=args.arch, width=args.width, img_size=args.img_size, grayscale=args.grayscale, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, name=args.name, classes=_classes(args),
+        split=args.split, ratios=args.ratios, project=args.project, learning_rate=args.lr,
+        early_stopping=args.early_stopping, patience=args.patience, augment=args.augment,
+        distributed=args.distributed, val_data=args.val_data, augment_warmup=args.augment_warmup,
+        faces=args.faces, init_from=args.init_from, tensorboard=args.tensorboard,
+        weights=args.weights, download_weights=args.download_weights, head_epochs=args.head_epochs,
+        **{f: getattr(args, f) for f in RECIPE_OPTIONS},
+    )
+    given = {k: v for k, v in given.items() if v is not None}
+    cfg = train.config_from_recipe(args.recipe, **given) if args.recipe else train.TrainConfig(**given)
+    return _report_train(train.train(args.data, cfg), args)
 
 
-def train_config(args):
-    """The TrainConfig of parsed ``train`` options: each option whose dest is a field name sets that
-    field; an option not given (None) leaves the field's default."""
-    from .train import TrainConfig
+# Training options named as TrainConfig's fields (the rest of cmd_train's options map by hand above).
+RECIPE_OPTIONS = ("optimizer", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs",
+                  "label_smoothing", "dropout", "mixup", "crop_pad", "erasing", "class_weight", "tta")
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name, None) is not None}
-    return TrainConfig(**{**given, "classes": _classes(args)})
+
+def _add_recipe_options(sp, defaults) -> None:
+    """train's recipe options: each defaults to None, so that only what is given overrides a recipe."""
+    from . import optim
+    from .predict import TTA_MODES
+
+    sp.add_argument("--recipe", metavar="NAME|FILE", help="start from a packaged recipe (fer-emotion7, "
+                    "fer-happy-sad) or a recipe file such as a run's config.toml; options given here override it")
+    sp.add_argument("--optimizer", choices=optim.OPTIMIZERS, help=f"default {defaults.optimizer}")
+    sp.add_argument("--momentum", type=float_range(0, 1), help=f"sgd momentum (default {defaults.momentum})")
+    sp.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                    help="sgd: Nesterov momentum (default off)")
+    sp.add_argument("--weight-decay", type=float_range(0, 1), metavar="X",
+                    help="decoupled weight decay (default: the optimizer's own)")
+    sp.add_argument("--schedule", choices=optim.SCHEDULES,
+                    help=f"learning rate: constant (halved on plateaus) or cosine to 0 (default {defaults.schedule})")
+    sp.add_argument("--warmup-epochs", type=float_range(0, EPOCHS_MAX), metavar="EPOCHS",
+                    help="cosine: linear learning-rate warm-up from 0 first (default 0)")
+    sp.add_argument("--label-smoothing", type=float_range(0, 1), metavar="X", help="default per arch")
+    sp.add_argument("--dropout", type=float_range(0, 1), metavar="X", help="default arch: dropout before the head")
+    sp.add_argument("--mixup", type=float_range(0, 10), metavar="ALPHA",
+                    help="mix image pairs with Beta(ALPHA, ALPHA) weights, labels alike (default 0: off)")
+    sp.add_argument("--crop-pad", type=int_range(0, 64), metavar="PX",
+                    help="random crop: shift each image up to PX pixels, reflecting the border (default 0: off)")
+    sp.add_argument("--erasing", type=float_range(0, 1), metavar="P",
+                    help="random erasing: fill a random rectangle with noise, with probability P (default 0: off)")
+    sp.add_argument("--class-weight", action=argparse.BooleanOptionalAction, default=None,
+                    help="balanced class weights (default: on for default, off for seed)")
+    sp.add_argument("--tta", choices=TTA_MODES, help="test-time averaging the model is evaluated and used with, "
+                    "recorded in meta.json (default none)")
 
 
 def _report_train(res, args) -> int:
@@ -423,7 +461,7 @@ def cmd_serve(args) -> int:
     from .bundle import load
 
     key = serve.read_api_key(args.api_key, args.api_key_file)  # before the model loads: a usage error is quick
-    bundle = load(_model_ref(args))  # before uvicorn starts, so a bad model is a one-line error
+    bundle = load(_model_ref(args), fast=True)  # before uvicorn starts, so a bad model is a one-line error
     url = serve.url_for(args.host, args.port) + (f"#key={key}" if key else "")  # the page takes the key from there
     warning = serve.exposure_warning(args.host, key is not None)
 
@@ -540,8 +578,9 @@ def _import_tensorflow_quietly() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     # Defaults are read from the modules that own them, so that --help shows the values that apply.
-    from . import bundle, clean, demo, images, split
+    from . import bundle, clean, demo, images, split, train
     from .model import ARCHS
+    from .predict import TTA_MODES
     from .train import TrainConfig
 
     p = argparse.ArgumentParser(prog="happysad", description="Clean, split, train, evaluate and use image "
@@ -557,9 +596,15 @@ def build_parser() -> argparse.ArgumentParser:
     def classes_opt(sp):
         sp.add_argument("--classes", metavar="A,B,...", help="use only these class folders (in this order)")
 
-    def ratios_opt(sp):
-        sp.add_argument("--ratios", nargs="+", type=float_range(0, 1), default=split.DEFAULT_RATIOS,
-                        metavar="R", help="train val [test] fractions (default %s)" % " ".join(
+    def tta_opt(sp):
+        sp.add_argument("--tta", nargs="?", const="flip", choices=TTA_MODES,
+                        help="average over views: flip (what --tta alone means: with a mirrored copy), tencrop "
+                             "(ten shifted and mirrored views) or none (default: what the model's meta.json says, "
+                             "else none)")
+
+    def ratios_opt(sp, default=split.DEFAULT_RATIOS):
+        sp.add_argument("--ratios", nargs="+", type=float_range(0, 1), default=default, metavar="R",
+                        help="train val [test] fractions (default %s)" % " ".join(
                             f"{r:g}" for r in split.DEFAULT_RATIOS))
 
     sp = add("clean", "move files that are not usable images (and duplicates) to a quarantine folder", cmd_clean)
@@ -599,22 +644,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=TrainConfig.seed, help="default %(default)s")
     classes_opt(sp)
 
+    tdefaults = train.TrainConfig()
     sp = add("train", "train a classifier into runs/train/NAME", cmd_train)
     sp.add_argument("data", nargs="?", help="folder of class folders")
     sp.add_argument("--resume", metavar="RUN", help="continue a killed run from its last finished epoch")
-    sp.add_argument("--distributed", action="store_true",
+    sp.add_argument("--distributed", action="store_true", default=None,
                     help="tf.distribute: MultiWorkerMirroredStrategy from TF_CONFIG, else all local GPUs")
     sp.add_argument("--split", metavar="SPLIT.csv", help="use this manifest instead of splitting now")
     sp.add_argument("--val-data", metavar="DIR", help="a separate validation folder (same class folders): "
                     "train on all of DATA, select and report on DIR")
-    sp.add_argument("--arch", choices=["auto", *sorted(ARCHS)], default=TrainConfig.arch,
+    sp.add_argument("--arch", choices=["auto", *sorted(ARCHS)],
                     help="auto (default): efficientnet_lite0 from the ImageNet weights shipped with happysad for "
                          "a folder of colour photos, else the small CNN 'default' trained from scratch; "
                          "mobilenet_v3_small, mobilenet_v3_large, efficientnet_v2_b0: Keras ImageNet backbones")
     sp.add_argument("--weights", metavar="imagenet|none|PATH",
                     help="pretrained backbones: imagenet (default; Keras's cache $KERAS_HOME/models, "
                          "nothing downloaded unless --download-weights), none (random), or a .weights.h5/.h5 file")
-    sp.add_argument("--download-weights", action="store_true",
+    sp.add_argument("--download-weights", action="store_true", default=None,
                     help="let Keras download the ImageNet weights into its cache when they are not there")
     sp.add_argument("--head-epochs", type=int_range(0, EPOCHS_MAX), metavar="N",
                     help="pretrained backbones: epochs training the head alone before the top blocks are "
@@ -625,18 +671,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--img-size", type=int_range(IMG_SIZE_MIN, bundle.MAX_SIDE), metavar="N",
                     help=f"square input side, {IMG_SIZE_MIN} to {bundle.MAX_SIDE} (default: seed 256, default 96, "
                          "a pretrained backbone its native 224)")
-    sp.add_argument("--grayscale", action="store_true", help="train on one gray channel")
-    sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), default=TrainConfig.epochs,
-                    help="default %(default)s")
-    sp.add_argument("--batch-size", type=int_range(1, BATCH_MAX), default=TrainConfig.batch_size,
-                    help="default %(default)s")
-    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=TrainConfig.seed,
-                    help="seeds Python, NumPy, TensorFlow and the split (default %(default)s)")
+    sp.add_argument("--grayscale", action="store_true", default=None, help="train on one gray channel")
+    sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), help=f"default {tdefaults.epochs}")
+    sp.add_argument("--batch-size", type=int_range(1, BATCH_MAX), help=f"default {tdefaults.batch_size}")
+    sp.add_argument("--seed", type=int_range(0, SEED_MAX),
+                    help=f"seeds Python, NumPy, TensorFlow and the split (default {tdefaults.seed})")
     sp.add_argument("--name", help="run name (default exp, exp2, ...)")
-    sp.add_argument("--project", default=TrainConfig.project, help="parent folder of run folders "
-                    "(default %(default)s)")
-    sp.add_argument("--lr", dest="learning_rate", metavar="LR", type=float_range(0, 10, above=True),
-                    help="learning rate (default per arch)")
+    sp.add_argument("--project", help=f"parent folder of run folders (default {tdefaults.project})")
+    sp.add_argument("--lr", type=float_range(0, 10, above=True), help="learning rate (default per arch)")
     sp.add_argument("--patience", type=int_range(0, EPOCHS_MAX), help="early-stopping patience in epochs")
     sp.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=None,
                     help="stop when val loss stops improving and restore the best weights "
@@ -647,20 +689,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="epochs on clean images before augmentation starts (default: a fifth of --epochs)")
     sp.add_argument("--init-from", metavar="MODEL", help="fine-tune: start from this model's weights (same arch "
                     "and input; a new head when the classes differ), e.g. --init-from fer-emotion7")
-    sp.add_argument("--faces", action="store_true", help="train on the faces found in the photos (crops kept "
-                    "in RUN/faces, photos without a face left out); predict then finds faces too")
+    sp.add_argument("--faces", action="store_true", default=None, help="train on the faces found in the photos "
+                    "(crops kept in RUN/faces, photos without a face left out); predict then finds faces too")
     sp.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
-    sp.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs (loss, accuracy, "
-                    "learning rate, a confusion matrix per epoch) to RUN/tensorboard")
+    sp.add_argument("--tensorboard", action="store_true", default=None, help="also write TensorBoard logs "
+                    "(loss, accuracy, learning rate, a confusion matrix per epoch) to RUN/tensorboard")
+    _add_recipe_options(sp, tdefaults)
     device_opt(sp)
-    ratios_opt(sp)
+    ratios_opt(sp, default=None)
     classes_opt(sp)
 
     sp = add("evaluate", "score a model on a folder of class folders", cmd_evaluate)
     sp.add_argument("data", help="folder of class folders named like the model's classes")
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
-    sp.add_argument("--tta", action="store_true", help="average with a horizontally flipped copy")
+    tta_opt(sp)
     sp.add_argument("--faces", action=argparse.BooleanOptionalAction, default=None,
                     help="find faces and score the image-level label as predict gives it (default: on for face "
                          "and photo models); also reports accuracy with and without a face found")
@@ -676,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (recursive)")
     sp.add_argument("--model", help="run folder, .keras file or built-in model name")
     sp.add_argument("--json", action="store_true", help="one JSON object per image per line")
-    sp.add_argument("--tta", action="store_true", help="average with a horizontally flipped copy")
+    tta_opt(sp)
     sp.add_argument("--faces", action=argparse.BooleanOptionalAction, default=None,
                     help="find and classify every face (default: on for face models such as fer-happy-sad, "
                          "off otherwise); the image label is the face-area-weighted vote")
@@ -698,6 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_parser(add)
     _add_export_explain_parsers(add)
     _add_train_photo_parser(add, classes_opt)
+    _add_distill_parser(add)
     return p
 
 
@@ -730,14 +774,82 @@ def _add_train_photo_parser(add, classes_opt) -> None:
     device_opt(sp)
 
 
+def cmd_distill(args) -> int:
+    from . import distill
+
+    _configure_device(args)
+    cfg = distill.DistillConfig(width=args.width, epochs=args.epochs, batch_size=args.batch_size,
+                                temperature=args.temperature, soft_weight=args.soft_weight,
+                                learning_rate=args.lr, warmup_epochs=args.warmup_epochs, seed=args.seed,
+                                fast_runtime=args.fast_runtime, init_from=args.init_from)
+    log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    res = distill.distill(args.data, args.out, args.teacher, config=cfg, extra=args.extra or (),
+                          val_data=args.val_data, log=log)
+    if args.json:
+        _print_json({"model": str(res.model_dir), "seconds": round(res.seconds, 1), "params": res.params,
+                     "n_labelled": res.n_train, "n_unlabelled": res.n_extra, "val": res.val,
+                     "int8_agreement": res.int8_agreement})
+    else:
+        val = f"; last epoch {res.val['accuracy']:.4f} on {res.val['n']} --val-data images" if res.val else ""
+        print(f"student: {res.model_dir}  ({res.params:,} parameters, {res.seconds:.0f} s{val})")
+        print(f"next: happysad evaluate HELD_OUT_FACES --model {res.model_dir}")
+    return 0
+
+
+def _add_distill_parser(add) -> None:
+    from . import distill
+
+    d = distill.DistillConfig()
+    sp = add("distill", "train a tiny fast face model on a bigger model's soft labels (knowledge distillation)",
+             cmd_distill)
+    sp.add_argument("data", help="folder of class folders named like the teacher's classes (others are ignored)")
+    sp.add_argument("--out", required=True, metavar="DIR", help="the student's model folder (new or empty)")
+    sp.add_argument("--teacher", default="fer-happy-sad", metavar="MODEL", help="default %(default)s")
+    sp.add_argument("--extra", action="append", metavar="DIR", help="unlabelled images the teacher labels "
+                    "too (e.g. face crops); may be repeated")
+    sp.add_argument("--val-data", metavar="DIR", help="class folders scored after each epoch (log only)")
+    sp.add_argument("--width", type=int_range(8, 256), default=d.width, help="tiny arch's first-stage filters "
+                    "(default %(default)s; multiples of 8 run fastest)")
+    sp.add_argument("--epochs", type=int_range(1, EPOCHS_MAX), default=d.epochs, help="default %(default)s")
+    sp.add_argument("--batch-size", type=int_range(1, BATCH_MAX), default=d.batch_size, help="default %(default)s")
+    sp.add_argument("--temperature", type=float_range(0, 100, above=True), default=d.temperature,
+                    help="softens both models' outputs in the soft loss (default %(default)s)")
+    sp.add_argument("--soft-weight", type=float_range(0, 1), default=d.soft_weight,
+                    help="weight of the teacher's soft labels against the true labels (default %(default)s)")
+    sp.add_argument("--lr", type=float_range(0, 10, above=True), default=d.learning_rate,
+                    help="peak AdamW learning rate (default %(default)s)")
+    sp.add_argument("--warmup-epochs", type=int_range(0, EPOCHS_MAX), default=d.warmup_epochs,
+                    help="epochs of rising learning rate before the cosine decay (default %(default)s)")
+    sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=d.seed, help="default %(default)s")
+    sp.add_argument("--init-from", metavar="MODEL", help="continue from this student's weights (same --width)")
+    sp.add_argument("--fast-runtime", action=argparse.BooleanOptionalAction, default=True,
+                    help="also write the int8 LiteRT copy that predict/serve run when LiteRT is there (default on)")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    device_opt(sp)
+
+
+def bare_tta(argv: Sequence[str]) -> list[str]:
+    """``--tta`` alone still means flip when a path follows it (``predict --tta photo.jpg``): argparse
+    would take the path as the mode."""
+    from .predict import TTA_MODES
+
+    out = list(argv)
+    for i, tok in enumerate(out):
+        if tok == "--":
+            break
+        if tok == "--tta" and (i + 1 == len(out) or out[i + 1] not in TTA_MODES):
+            out[i] = "--tta=flip"
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed, never a crash
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(bare_tta(sys.argv[1:] if argv is None else argv))
     if args.command in ("train", "evaluate", "predict", "demo", "serve", "export", "explain", "train-photo",
-                        "report"):
+                        "report", "distill"):
         _import_tensorflow_quietly()
     try:
         return args.fn(args)

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import images
+from . import augment as augment_ops, images
 
 CACHE_LIMIT_MB = float(os.environ.get("HAPPYSAD_CACHE_MB", "2048"))
 SHUFFLE_BUFFER = 10_000
@@ -38,13 +38,15 @@ def cache_fits(n: int, img_size: tuple[int, int], channels: int) -> bool:
     return n * img_size[0] * img_size[1] * channels / 2**20 <= CACHE_LIMIT_MB
 
 
-def augmenter(seed: int = 0, flip: bool = True, strength: float = 1.0):
-    """Train-time augmentation: flips, small shifts, rotations, zoom, brightness and contrast."""
+def augmenter(seed: int = 0, flip: bool = True, strength: float = 1.0, crop_pad: int = 0, erasing: float = 0.0):
+    """Train-time augmentation: flips, small shifts, rotations, zoom, brightness and contrast; with
+    ``crop_pad``, a random crop first (augment.random_pad_crop); with ``erasing``, random erasing last."""
     import keras
 
     L = keras.layers
     s = strength
-    layers = [L.RandomFlip("horizontal", seed=seed)] if flip else []
+    layers = [augment_ops.random_pad_crop(crop_pad, seed=seed + 6)] if crop_pad else []
+    layers += [L.RandomFlip("horizontal", seed=seed)] if flip else []
     layers += [
         L.RandomTranslation(0.08 * s, 0.08 * s, fill_mode="nearest", seed=seed + 1),
         L.RandomRotation(0.04 * s, fill_mode="nearest", seed=seed + 2),  # ~ +-15 degrees
@@ -52,6 +54,7 @@ def augmenter(seed: int = 0, flip: bool = True, strength: float = 1.0):
         L.RandomBrightness(0.15 * s, value_range=(0, 255), seed=seed + 4),
         L.RandomContrast(0.2 * s, seed=seed + 5),
     ]
+    layers += [augment_ops.random_erasing(erasing, seed=seed + 7)] if erasing else []
     return keras.Sequential(layers, name="augment")
 
 
@@ -69,8 +72,11 @@ def make_dataset(
     cache: bool | None = None,
     log: DecodeLog | None = None,
     augment_on=None,
+    mixup: float = 0.0,
 ):
-    """A batched ``tf.data.Dataset`` of (pixels 0..255 as float32, target)."""
+    """A batched ``tf.data.Dataset`` of (pixels 0..255 as float32, target). ``mixup`` > 0 mixes each
+    batch after augmentation (augment.mixup, Beta(mixup, mixup) weights); like ``augment``, it waits
+    for ``augment_on`` when that switch is given."""
     import tensorflow as tf
 
     h, w = int(img_size[0]), int(img_size[1])
@@ -109,5 +115,13 @@ def make_dataset(
             ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
         else:  # a switch the training loop flips (augmentation warm-up)
             ds = ds.map(lambda x, y: (tf.cond(augment_on, lambda: augment(x, training=True), lambda: x), y),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+    if mixup:
+        # plain tensor code: AutoGraph has nothing to convert (and warns when it tries)
+        mix = tf.autograph.experimental.do_not_convert(augment_ops.mixup(mixup, seed=seed + 8))
+        if augment_on is None:
+            ds = ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            ds = ds.map(lambda x, y: tf.cond(augment_on, lambda: mix(x, y), lambda: (x, y)),
                         num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -96,6 +96,8 @@ def evaluate_files(predictor: Predictor, paths: Sequence[str], labels: Sequence[
             decided.append(res["decided_by"])
     probs = np.array(probs).reshape(len(y), len(classes))
     out = compute_metrics(y, probs, classes)
+    if predictor.tta in ("flip", "tencrop"):  # the figures are of averaged views: say so
+        out["tta"] = predictor.tta
     if predictor.faces:  # the image-level label was scored; say how often a face was found, and how each part did
         out["faces"] = True
         out["face_found_share"] = round(float(np.mean(found)), 4) if found else 0.0
@@ -112,12 +114,13 @@ def evaluate_files(predictor: Predictor, paths: Sequence[str], labels: Sequence[
 
 
 def evaluate(data: str | os.PathLike, model: Bundle | str | os.PathLike, classes: Sequence[str] | None = None,
-             tta: bool = False, batch_size: int = 64, faces: bool | None = None,
+             tta: bool | str | None = None, batch_size: int = 64, faces: bool | None = None,
              results_out: list | None = None) -> dict:
     """Evaluate ``model`` on a folder of class folders named after (some of) the model's classes.
     Images are judged as ``predict`` judges them: face and photo models find the faces in each image
     (``faces=False`` turns that off, ``True`` forces it on for any model), and the result also gives the
-    share of images where a face was found and the accuracy with and without one."""
+    share of images where a face was found and the accuracy with and without one. ``tta``: see
+    predict.Predictor (None: as the model's meta.json says)."""
     predictor = Predictor(model, batch_size=batch_size, tta=tta, faces=faces)
     root = Path(data)
     classes = list_classes(root, classes, min_classes=1)

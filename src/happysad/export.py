@@ -8,6 +8,8 @@ the TFLite converter underneath); if that fails, tf2onnx or ``tf.lite.TFLiteConv
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import warnings
@@ -18,6 +20,7 @@ import numpy as np
 from . import bundle as bundles
 from . import files, photo, places
 from .errors import HappysadError, UsageError
+from .runtime import quiet_stderr
 
 FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
 ONNX_OPSET = 17
@@ -127,3 +130,25 @@ def _export_photo(b: bundles.Bundle, fmt: str, out: str | os.PathLike | None) ->
     meta["export"] = {"format": fmt, "from": str(b.path)}
     files.write_json(dest / bundles.META_NAME, meta)  # last: only a complete folder is a model
     return dest
+
+
+def tflite_int8(model, samples: np.ndarray) -> bytes:
+    """A LiteRT flatbuffer of ``model`` with int8 weights and activations (float input and output, so it
+    takes the same pixels as the Keras model). ``samples`` (a few hundred typical inputs) set the
+    activation ranges."""
+    import tensorflow as tf
+
+    def representative():
+        for s in samples:
+            yield [np.asarray(s, np.float32)[None]]
+
+    try:
+        # the converter prints its saved-model signature to stdout and its progress to stderr
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), quiet_stderr():
+            warnings.simplefilter("ignore")
+            conv = tf.lite.TFLiteConverter.from_keras_model(model)
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = representative
+            return conv.convert()
+    except Exception as e:
+        raise HappysadError(f"int8 LiteRT conversion failed ({type(e).__name__}: {e})") from None

@@ -19,12 +19,13 @@ import numpy as np
 from PIL import Image
 
 from . import faces as face_tools
-from . import files, images, photo
+from . import augment, files, images, photo
 from .bundle import Bundle, load, resolve, read_meta
 from .errors import HappysadError
 
 BATCH_SIZE = 64
 MAX_FACES = 64  # per image, largest first: beyond this a crowd adds cost, not information
+TTA_MODES = ("none", "flip", "tencrop")
 
 
 @dataclass
@@ -75,6 +76,17 @@ def probabilities(raw: np.ndarray, n_classes: int) -> np.ndarray:
     return raw.reshape(len(raw), n_classes)
 
 
+def tta_mode(tta: bool | str | None, meta: dict) -> str:
+    """The test-time averaging to run: ``tta`` as asked (True: "flip", False: "none"), or with None
+    the one the model's meta.json asks for (``tta.mode``; none when absent)."""
+    if tta is None:
+        tta = (meta.get("tta") or {}).get("mode", "none")
+    mode = {True: "flip", False: "none"}.get(tta, tta)
+    if mode not in TTA_MODES:
+        raise HappysadError(f"test-time averaging {tta!r}: choose one of {', '.join(TTA_MODES)}")
+    return mode
+
+
 def _is_photo(model) -> bool:
     if isinstance(model, Bundle):
         return photo.is_photo_meta(model.meta)
@@ -82,19 +94,24 @@ def _is_photo(model) -> bool:
 
 
 class Predictor:
-    """Wraps a loaded model with its preprocessing. ``tta=True`` averages with a horizontal flip.
-    A photo model (meta.json kind "photo") gives a :class:`PhotoPredictor`."""
+    """Wraps a loaded model with its preprocessing. ``tta``: "flip" (or True) averages with a horizontal
+    flip, "tencrop" over ten shifted and mirrored views (augment.ten_crops), "none" (or False) neither;
+    None does what the model's meta.json says. A photo model (meta.json kind "photo") gives a
+    :class:`PhotoPredictor`."""
 
     def __new__(cls, model=None, *args, **kw):
         if cls is Predictor and model is not None and _is_photo(model):
             return super().__new__(PhotoPredictor)
         return super().__new__(cls)
 
-    def __init__(self, model: Bundle | str | os.PathLike, batch_size: int = BATCH_SIZE, tta: bool = False,
-                 workers: int | None = None, faces: bool | None = None):
-        self.bundle = model if isinstance(model, Bundle) else load(model)
+    def __init__(self, model: Bundle | str | os.PathLike, batch_size: int = BATCH_SIZE,
+                 tta: bool | str | None = None, workers: int | None = None, faces: bool | None = None):
+        self.bundle = model if isinstance(model, Bundle) else load(model, fast=True)
         self.batch_size = int(batch_size)
-        self.tta = tta
+        self.tta = tta_mode(tta, self.bundle.meta)
+        # ten-crop shift: as meta.json says, else the shift the standard augmentation trains with
+        tta_meta = self.bundle.meta.get("tta") or {}
+        self.tta_pad = int(tta_meta.get("pad") or augment.default_pad(min(self.bundle.image_size)))
         self.workers = workers or files.thread_count()
         # Face detection: on by default for models trained on face crops (meta.json "faces").
         cfg = face_settings(self.bundle.meta)
@@ -162,8 +179,11 @@ class Predictor:
         out = []
         for i in range(0, len(x), self.batch_size):
             xb = x[i:i + self.batch_size]
-            p = self._run(xb, pad)
-            if self.tta:
+            if self.tta == "tencrop":
+                p = np.mean([self._run(v, pad) for v in augment.ten_crops(xb, self.tta_pad)], axis=0)
+            else:
+                p = self._run(xb, pad)
+            if self.tta == "flip":
                 p = (p + self._run(xb[:, :, ::-1], pad)) / 2
             out.append(p)
         if not out:
@@ -243,12 +263,12 @@ class PhotoPredictor(Predictor):
     (``decided_by``) and what each branch said (``branches``). ``faces=False`` leaves the face branch
     out, as if no face had been found."""
 
-    def __init__(self, model: Bundle | str | os.PathLike, batch_size: int = BATCH_SIZE, tta: bool = False,
-                 workers: int | None = None, faces: bool | None = None):
+    def __init__(self, model: Bundle | str | os.PathLike, batch_size: int = BATCH_SIZE,
+                 tta: bool | str | None = None, workers: int | None = None, faces: bool | None = None):
         self.bundle = model if isinstance(model, Bundle) else load(model)
         if not photo.is_photo_meta(self.bundle.meta):
             raise HappysadError(f"{self.bundle.path}: not a photo model")
-        self.batch_size, self.tta = int(batch_size), tta
+        self.batch_size, self.tta = int(batch_size), tta  # each branch averages as it was trained (below)
         self.workers = workers or files.thread_count()
         face_b, scene_b = self.bundle.members["face"], self.bundle.members["scene"]
         # both branches average each input with its mirror image, as the photo model was trained

@@ -442,7 +442,7 @@ def display_name(bundle) -> str:
     p = Path(bundle.path)
     if p.parent.name == "weights":
         return p.parent.parent.name
-    return p.parent.name if p.name == "model.keras" else p.stem
+    return p.parent.name if p.stem == "model" else p.stem  # model.keras, or its fast_runtime model.tflite
 
 
 def create_app(model, *, max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = MAX_FILES,

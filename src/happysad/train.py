@@ -25,10 +25,11 @@ from typing import Sequence
 
 import numpy as np
 
-from . import backbones, bundle, data, faces, files, folders, model as models, places, report, split as splitting
+from . import augment, backbones, bundle, data, faces, files, folders, model as models, optim, places, recipes
+from . import report, split as splitting
 from .errors import HappysadError, UsageError
 from .evaluate import evaluate_files
-from .predict import Predictor
+from .predict import TTA_MODES, Predictor
 
 RUNS_DIR = "runs/train"
 
@@ -78,14 +79,33 @@ class TrainConfig:
     download_weights: bool = False  # let Keras download the ImageNet weights when they are not cached
     head_epochs: int | None = None  # backbones: epochs with the backbone frozen before fine-tuning
     fine_tune_lr_factor: float | None = None  # backbones: the fine-tuning learning rate over --lr
+    # Optimisation and regularisation (see optim.py, augment.py, and the recipes in recipes/*.toml).
+    optimizer: str = "adam"  # adam | adamw | sgd
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    weight_decay: float | None = None  # decoupled; None: the optimizer's own default
+    schedule: str = "constant"  # constant (halved on plateaus when reduce_lr) | cosine (to 0 at the last epoch)
+    warmup_epochs: float = 0  # cosine: linear learning-rate warm-up from 0 first (at most half the epochs)
+    dropout: float | None = None  # default arch: dropout before the head (None: the architecture's 0.3)
+    mixup: float = 0.0  # alpha of mixup's Beta(alpha, alpha) weights; 0 = off
+    crop_pad: int = 0  # random crop: pad this many reflected pixels, crop back to size; 0 = off
+    erasing: float = 0.0  # random erasing: probability per image
+    tta: str = "none"  # test-time averaging recorded in meta.json for evaluate/predict: none | flip | tencrop
     verbose: bool = True
     extra_meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.ratios = tuple(self.ratios)  # a recipe file gives a list
 
     def resolved(self) -> "TrainConfig":
         """A copy with every None filled from the architecture's recipe."""
         if self.arch not in RECIPES:
             raise UsageError(f"unknown --arch {self.arch!r}; choose one of: {', '.join(RECIPES)}")
         cfg = TrainConfig(**{**asdict(self)})
+        if cfg.schedule == "cosine":  # the schedule sets the rate; a plateau callback may not
+            if cfg.reduce_lr:
+                raise UsageError("--reduce-lr and --schedule cosine both set the learning rate; choose one")
+            cfg.reduce_lr = False
         for k, v in RECIPES[self.arch].items():
             if getattr(cfg, k) is None:
                 setattr(cfg, k, v)
@@ -97,7 +117,46 @@ class TrainConfig:
             raise UsageError("--epochs and --batch-size must be at least 1")
         if cfg.tensorboard:
             report.require_tensorboard()
+        cfg._check_recipe()
         return cfg
+
+    def _check_recipe(self) -> None:
+        """One line per setting out of range (recipe files are read without a parser to check them)."""
+        choices = {"optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES, "tta": TTA_MODES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UsageError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if self.warmup_epochs and self.schedule != "cosine":
+            raise UsageError("warmup_epochs needs schedule cosine")
+        if not 0 <= self.erasing <= 1 or min(self.mixup, self.crop_pad, self.warmup_epochs) < 0 \
+                or not 0 <= self.momentum < 1:
+            raise UsageError("erasing is a probability (0 to 1); mixup, crop_pad, warmup_epochs >= 0; "
+                             "momentum 0 to below 1")
+        if self.crop_pad >= self.img_size // 2:
+            raise UsageError(f"crop_pad {self.crop_pad}: choose less than half the image side ({self.img_size})")
+        if self.dropout is not None and (self.arch != "default" or not 0 <= self.dropout < 1):
+            raise UsageError("dropout applies to arch default only, 0 to below 1")
+        if self.schedule == "cosine" and backbones.is_backbone(self.arch):
+            raise UsageError("schedule cosine is for archs trained in one phase (default, seed); a pretrained "
+                             "backbone sets its own rate when fine-tuning begins")
+
+    def settings(self) -> dict:
+        """The fields a recipe file holds (all but run-time plumbing)."""
+        return {k: v for k, v in asdict(self).items() if k in RECIPE_FIELDS}
+
+
+RECIPE_FIELDS = [f.name for f in fields(TrainConfig) if f.name not in ("verbose", "extra_meta")]
+
+
+def config_from_recipe(recipe: str | os.PathLike, **overrides) -> TrainConfig:
+    """A TrainConfig from a packaged recipe (by name) or a recipe file; ``overrides`` win."""
+    return TrainConfig(**{**recipes.read(recipe, RECIPE_FIELDS), **overrides})
+
+
+def write_config(cfg: TrainConfig, path: str | os.PathLike) -> Path:
+    """The resolved config as a recipe file (RUN/config.toml): ``--recipe`` it to train the same way."""
+    header = "happysad training config: happysad train DATA --recipe THIS_FILE trains the same way again"
+    return files.atomic_write_bytes(path, recipes.dumps(cfg.settings(), header).encode())
 
 
 @dataclass
@@ -244,6 +303,7 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
     strategy = make_strategy(cfg.distributed)
     chief, task = _cluster_role()
     classes = folders.list_classes(data_dir, cfg.classes)
+    asked = cfg  # the config as given (before --faces points val_data at the crops), for config.toml
     run_dir = None
     if cfg.faces:  # the crops live in the run folder, so it comes first
         if cfg.split:
@@ -267,9 +327,11 @@ def train(data_dir: str | os.PathLike, config: TrainConfig | None = None, **over
                "counts": counts},
         **({"faces": faces.settings()} if cfg.faces else {}),
         **({"arch_options": {"width": cfg.width}} if cfg.width else {}),
+        **({"tta": tta_settings(cfg)} if cfg.tta != "none" else {}),
         **cfg.extra_meta,
     )
     files.write_json(run_dir / "meta.json", meta)
+    write_config(TrainConfig(**{**asdict(asked), "width": cfg.width}), run_dir / "config.toml")
     _log(f"run folder: {run_dir}", cfg.verbose and chief)
     return _fit(run_dir, cfg, data_dir, classes, rows, meta, [], strategy, chief, t_start)
 
@@ -287,6 +349,14 @@ def _auto_arch(data_dir: Path, settings: dict) -> str:
     _log(f"--arch auto: {why} -> {arch}" + (" (ImageNet weights shipped with happysad)" if arch != "default"
                                               else ""), settings.get("verbose", True))
     return arch
+
+
+def tta_settings(cfg: TrainConfig) -> dict:
+    """meta.json's ``tta``: the averaging evaluate and predict use by default, and for ten-crop the
+    shift in pixels (the random crop's, else the shift the augmenter trained the model on)."""
+    if cfg.tta != "tencrop":
+        return {"mode": cfg.tta}
+    return {"mode": cfg.tta, "pad": cfg.crop_pad or augment.default_pad(cfg.img_size)}
 
 
 def _source_options(ref: str) -> dict:
@@ -321,7 +391,7 @@ def _backbone_weights(net, cfg: TrainConfig, meta: dict, run_dir: Path, chief: b
     meta["preprocessing"] = pre
     meta["arch_options"] = {**(meta.get("arch_options") or {}), "weights": used, "tune_from": backbones.BACKBONES[cfg.arch].tune_from}
     if chief:
-        bundle.write_json(run_dir / "meta.json", meta)
+        files.write_json(run_dir / "meta.json", meta)
 
 
 def _new_run(cfg: TrainConfig, chief: bool, task: int) -> Path:
@@ -423,28 +493,29 @@ def _fit(run_dir: Path, cfg: TrainConfig, data_dir: Path, classes: list[str], ro
     log = data.DecodeLog()
 
     def dataset(split_rows, train_mode):
-        aug = data.augmenter(cfg.seed, flip=cfg.flip) if (train_mode and cfg.augment) else None
+        aug = (data.augmenter(cfg.seed, flip=cfg.flip, crop_pad=cfg.crop_pad, erasing=cfg.erasing)
+               if (train_mode and cfg.augment) else None)
         return data.make_dataset([str(data_dir / r.path) for r in split_rows],
                                  [index[r.label] for r in split_rows], size, color_mode, cfg.batch_size,
                                  len(classes), shuffle=train_mode, augment=aug, seed=cfg.seed, log=log,
-                                 augment_on=augment_on if aug is not None else None)
+                                 augment_on=augment_on if aug is not None else None,
+                                 mixup=cfg.mixup if train_mode else 0.0)
 
     import tensorflow as tf
 
     augment_on = tf.Variable(cfg.augment_warmup == 0, trainable=False, name="augment_on")
     train_ds, val_ds = dataset(by_split["train"], True), dataset(by_split["val"], False)
+    n_batches = math.ceil(len(by_split["train"]) / cfg.batch_size)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         net = models.build(cfg.arch, (cfg.img_size, cfg.img_size, 1 if cfg.grayscale else 3), len(classes),
-                           width=cfg.width)
+                           width=cfg.width, dropout=cfg.dropout)
         if cfg.init_from:
             _init_weights(net, cfg, cfg.verbose and chief)
         if backbones.is_backbone(cfg.arch) and not done:  # (a resume restores the weights from its backup)
             _backbone_weights(net, cfg, meta, run_dir, chief, load=not cfg.init_from)
-        if len(classes) == 2:
-            loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
-        else:  # labels arrive one-hot (see data.make_dataset), which allows label smoothing
-            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-        net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
+        lr = optim.schedule(cfg, n_batches)
+        net.compile(optimizer=optim.optimizer(cfg, lr), loss=optim.loss(len(classes), cfg.label_smoothing),
+                    metrics=["accuracy"])
         if backbones.is_backbone(cfg.arch):
             backbones.prepare_optimizer(net, cfg.arch, cfg.weights)
 

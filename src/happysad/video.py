@@ -280,7 +280,7 @@ class FaceClassifier:
                                 "images); try --model fer-happy-sad")
         self.cfg = cfg
         # A photo model's face member was trained on crops averaged with their mirror image.
-        self.mirror = bool(face_model.tta) if face_model is not None else bool(predictor.tta)
+        self.mirror = (face_model if face_model is not None else predictor).tta in ("flip", "tencrop")
         self.model = Predictor(bundle, faces=False, tta=False)
         self.classes = list(bundle.classes)
         h, w = bundle.image_size
