@@ -29,6 +29,7 @@ import numpy as np
 from . import bundle as bundles
 from . import data as datamod
 from . import export, images, model as models, photo
+from .files import atomic_write_bytes, write_json
 from .runtime import LiteRTModel
 from .errors import HappysadError, UsageError
 
@@ -253,13 +254,13 @@ def distill(data: str | os.PathLike, out: str | os.PathLike, teacher: str | os.P
     if cfg.fast_runtime:
         rng = np.random.default_rng(cfg.seed)
         calib = x[rng.choice(len(x), min(CALIBRATION_IMAGES, len(x)), replace=False)]
-        bundles.atomic_write_bytes(out / FAST_NAME, export.tflite_int8(student, calib))
+        atomic_write_bytes(out / FAST_NAME, export.tflite_int8(student, calib))
         check = val[0] if val is not None else x[:1000]
         agreement = int8_agreement(student, out / FAST_NAME, check)
         meta["fast_runtime"] = {"file": FAST_NAME, "format": "tflite int8 (float input and output)",
                                 "label_agreement_with_keras": round(agreement, 4), "checked_on": int(len(check))}
         _log(log, f"int8 LiteRT model agrees with the Keras model on {agreement:.4f} of {len(check)} images")
-    bundles.write_json(out / bundles.META_NAME, meta)  # last: only a complete folder is a model
+    write_json(out / bundles.META_NAME, meta)  # last: only a complete folder is a model
     res = DistillResult(out, seconds, len(x), len(xe), int(student.count_params()), history, None, agreement)
     if val is not None:
         res.val = {"accuracy": _accuracy(student, *val), "n": int(len(val[1]))}
