@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from happysad import bundle, cli, faces, photo
+from happysad import bundle, cli, faces, photo, train
 from happysad.errors import HappysadError
 
 # ----------------------------------------------------------------------------- numeric options
@@ -58,7 +58,10 @@ def test_defaults_and_bounds_are_accepted():
     a = p.parse_args(["clean", "d"])
     assert (a.min_side, a.min_bytes, a.max_pixels, a.near_dup_distance) == (32, 0, 50_000_000, 4)
     a = p.parse_args(["train", "d"])
-    assert (a.epochs, a.batch_size, a.seed, a.ratios) == (20, 32, 0, [0.7, 0.2, 0.1])
+    # train's options stay unset so a --recipe can fill them; what is unset comes from TrainConfig
+    assert (a.epochs, a.batch_size, a.seed, a.ratios) == (None, None, None, None)
+    cfg = train.TrainConfig()
+    assert (cfg.epochs, cfg.batch_size, cfg.seed, tuple(cfg.ratios)) == (20, 32, 0, (0.7, 0.2, 0.1))
     a = p.parse_args(["serve"])
     assert (a.port, a.max_upload_mb, a.max_files) == (8000, 10.0, 16)
     assert p.parse_args(["train-photo", "d", "--out", "m"]).folds == 5
