@@ -44,8 +44,6 @@ HEAVY_MODULES = {"callbacks", "multiworker"}  # import Keras at the top, so are 
 # and left out of the graph. Each reason says what moving them as they are would break.
 NOT_YET = {
     "backbones": "imports model, bundle and split inside functions, and model imports it at the top (a cycle)",
-    "video": "imports predict inside a function, and predict imports video inside one (a cycle)",
-    "predict": "imports video inside a function (see video)",
 }
 DEFERS_STAGES = {"cli"}  # `import happysad.cli` stays light; each command imports what it runs
 

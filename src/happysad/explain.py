@@ -24,7 +24,8 @@ from . import faces as face_tools, images, photo, places
 from .bundle import Bundle, load
 from .files import atomic_write_bytes, free_name
 from .errors import HappysadError, UsageError
-from .predict import Predictor, face_settings, probabilities
+from .faces import face_settings
+from .predict import Predictor, probabilities
 
 ALPHA = 0.45  # heatmap opacity in the overlay
 COLORMAP = "jet"

@@ -479,3 +479,11 @@ def build_face_dataset(src: str | Path, out: str | Path, rels: list[tuple[str, s
         w.writerow(["path", "source", "face", "x", "y", "w", "h", "score"])
         w.writerows(rows)
     return ds
+
+
+def face_settings(meta: dict) -> dict | None:
+    """meta.json's ``faces`` entry: true or a dict of crop settings for models trained on face crops."""
+    cfg = meta.get("faces")
+    if not cfg:
+        return None
+    return cfg if isinstance(cfg, dict) else {}

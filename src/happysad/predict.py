@@ -19,9 +19,10 @@ import numpy as np
 from PIL import Image
 
 from . import faces as face_tools
-from . import augment, files, images, photo
+from . import augment, files, images, photo, video
 from .bundle import Bundle, load, resolve, read_meta
 from .errors import HappysadError
+from .faces import face_settings
 
 BATCH_SIZE = 64
 MAX_FACES = 64  # per image, largest first: beyond this a crowd adds cost, not information
@@ -37,14 +38,6 @@ class Prepared:
     size: tuple[int, int] | None = None  # (width, height) as shown, when the image was fully decoded
     faces: list | None = None
     branches: dict = field(default_factory=dict)  # photo models: each branch's probabilities
-
-
-def face_settings(meta: dict) -> dict | None:
-    """meta.json's ``faces`` entry: true or a dict of crop settings for models trained on face crops."""
-    cfg = meta.get("faces")
-    if not cfg:
-        return None
-    return cfg if isinstance(cfg, dict) else {}
 
 
 def image_probabilities(face_probs: np.ndarray, weights: Sequence[float]) -> np.ndarray:
@@ -246,8 +239,6 @@ class Predictor:
         """A video file (path or bytes): one result per sampled frame (``kind`` "frame": faces with
         track IDs and smoothed labels), then one per track ("track"), then the clip's ("clip"). See
         :mod:`happysad.video` (keywords: ``annotate_to``, ``max_seconds``, ``progress``)."""
-        from . import video
-
         return video.analyze(self, source, video.FPS if fps is None else fps, **kw)
 
 

@@ -36,7 +36,8 @@ from . import bundle, faces, files, images, photo
 from .errors import UsageError
 from .folders import list_classes, list_items
 from .model import efficientnet_lite0, efficientnet_lite0_top
-from .predict import MAX_FACES, face_settings, image_probabilities, probabilities
+from .faces import face_settings
+from .predict import MAX_FACES, image_probabilities, probabilities
 
 SCENE_SIZE = 224
 SCENE_L2 = 1000.0    # ridge strength of the linear scene head (grouped CV on the shared web photos, docs/photo.md)

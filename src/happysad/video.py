@@ -34,11 +34,13 @@ import glob
 import io
 import math
 import os
+import queue as queues
 import stat
 import threading
 import time
 from array import array
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
@@ -270,18 +272,17 @@ class FaceClassifier:
     (files, live clients). Thread-safe; the faces of a frame go to the model in one call."""
 
     def __init__(self, predictor):
-        from .predict import Predictor, face_settings
-
         face_model = getattr(predictor, "face", None)  # a photo model: its face member
         bundle = face_model.bundle if face_model is not None else predictor.bundle
-        cfg = face_settings(bundle.meta)
+        cfg = face_tools.face_settings(bundle.meta)
         if cfg is None:
             raise HappysadError(f"{bundle.path}: video needs a face or photo model (this one classifies whole "
                                 "images); try --model fer-happy-sad")
         self.cfg = cfg
         # A photo model's face member was trained on crops averaged with their mirror image.
         self.mirror = (face_model if face_model is not None else predictor).tta in ("flip", "tencrop")
-        self.model = Predictor(bundle, faces=False, tta=False)
+        # the same Predictor class (video sits below predict, so it is handed one rather than importing it)
+        self.model = type(face_model if face_model is not None else predictor)(bundle, faces=False, tta=False)
         self.classes = list(bundle.classes)
         h, w = bundle.image_size
         self.size, self.mode = (w, h), "L" if bundle.color_mode == "grayscale" else "RGB"
@@ -510,9 +511,6 @@ class VideoWriter:
     MP4/MOV files get their index at the front (a cut-off copy still plays)."""
 
     def __init__(self, path: str | Path, size: tuple[int, int], rate: float, queue: int = 8):
-        import queue as queues
-        from fractions import Fraction
-
         av = _av()
         self.path = Path(path)
         codec, pix = _ENCODERS[self.path.suffix.lower()]
