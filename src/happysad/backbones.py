@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+from PIL import Image
+
 from .errors import HappysadError, UsageError
+from .files import BUILTIN_DIR
 
 HEAD_DROPOUT = 0.2
 # Layers that are not the backbone's: they always train.
@@ -76,14 +81,88 @@ def _keras():
     return keras
 
 
+# EfficientNet-Lite0 (Tan & Le; the "lite" variant: no squeeze-excite, ReLU6, fixed stem and head), the
+# ImageNet-pretrained backbone of the photo models. Stages: (kernel, stride, expansion, filters, repeats).
+LITE0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+                (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LITE0_FEATURES = 1280
+
+
+def _lite0_blocks():
+    """(index, kernel, stride, expansion, filters in, filters out) of each of Lite0's 16 blocks."""
+    out, filters_in, i = [], 32, 0
+    for kernel, stride, expand, filters, repeats in LITE0_STAGES:
+        for r in range(repeats):
+            out.append((i, kernel, stride if r == 0 else 1, expand, filters_in, filters))
+            filters_in, i = filters, i + 1
+    return out
+
+
+def _lite0_from(x, first_block: int):
+    """Lite0's blocks from ``first_block`` on, then its head, applied to ``x``; -> pooled features."""
+    L = _keras().layers
+    bn = dict(momentum=0.99, epsilon=1e-3)
+    for i, kernel, s, expand, filters_in, filters in _lite0_blocks()[first_block:]:
+        skip = x
+        if expand != 1:
+            x = L.Conv2D(filters_in * expand, 1, use_bias=False, name=f"block{i}_expand")(x)
+            x = L.BatchNormalization(name=f"block{i}_expand_bn", **bn)(x)
+            x = L.ReLU(6.0, name=f"block{i}_expand_relu")(x)
+        x = L.DepthwiseConv2D(kernel, strides=s, padding="same", use_bias=False, name=f"block{i}_dw")(x)
+        x = L.BatchNormalization(name=f"block{i}_dw_bn", **bn)(x)
+        x = L.ReLU(6.0, name=f"block{i}_dw_relu")(x)
+        x = L.Conv2D(filters, 1, use_bias=False, name=f"block{i}_project")(x)
+        x = L.BatchNormalization(name=f"block{i}_project_bn", **bn)(x)
+        if s == 1 and filters_in == filters:
+            x = L.Add(name=f"block{i}_add")([x, skip])
+    x = L.Conv2D(LITE0_FEATURES, 1, use_bias=False, name="head_conv")(x)
+    x = L.BatchNormalization(name="head_bn", **bn)(x)
+    x = L.ReLU(6.0, name="head_relu")(x)
+    return L.GlobalAveragePooling2D(name="features")(x)
+
+
+def efficientnet_lite0(input_shape: tuple[int, int, int] = (224, 224, 3), name: str = "efficientnet_lite0"):
+    """EfficientNet-Lite0 up to its global-average-pooled 1280 features, taking pixels 0..255 (the
+    ImageNet normalization it was trained with is inside). Layer names follow the PyTorch checkpoint
+    (``stem``, ``block{i}_expand`` ...), so ``bench/convert_lite0.py`` can fill them."""
+    keras = _keras()
+    L = keras.layers
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    # (x / 255 - mean) / std as one per-channel Rescaling: constants, so exported graphs take pixels only
+    x = L.Rescaling([1.0 / (255 * sd) for sd in IMAGENET_STD], offset=[-m / sd for m, sd in zip(IMAGENET_MEAN, IMAGENET_STD)],
+                    name="imagenet_scale")(inputs)
+    x = L.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = L.BatchNormalization(name="stem_bn", momentum=0.99, epsilon=1e-3)(x)
+    x = L.ReLU(6.0, name="stem_relu")(x)
+    return keras.Model(inputs, _lite0_from(x, 0), name=name)
+
+
+def efficientnet_lite0_top(first_block: int, input_shape: tuple[int, int, int], name: str = "lite0_top"):
+    """Lite0 from block ``first_block`` on (same layer names as :func:`efficientnet_lite0`), taking that
+    block's input activations: fine-tuning the top blocks on activations computed once."""
+    keras = _keras()
+    inputs = keras.Input(shape=input_shape, name="activations")
+    return keras.Model(inputs, _lite0_from(inputs, first_block), name=name)
+
+
 # ----------------------------------------------------------------------------- building
+
+def classifier_head(x, n_classes: int):
+    """The last layer of every happysad network: a sigmoid unit for two classes, else a softmax."""
+    # float32 even under a mixed_float16 policy (GPU training, see device.py): probabilities and the
+    # loss must not be computed in float16.
+    layers = _keras().layers
+    if n_classes == 2:
+        return layers.Dense(1, activation="sigmoid", name="prob", dtype="float32")(x)
+    return layers.Dense(n_classes, activation="softmax", name="probs", dtype="float32")(x)
+
 
 def build(arch: str, input_shape: tuple[int, int, int], n_classes: int):
     """Backbone ``arch`` with random weights (see :func:`load_weights`), pooling, dropout and a new head;
     one flat Keras model (the backbone's layers are the model's own, so Grad-CAM and freezing reach them)."""
     keras = _keras()
-    from . import model as models
-
     spec = BACKBONES[arch]
     if input_shape[2] != 3:
         raise UsageError(f"--arch {arch} takes colour (3-channel) input: leave out --grayscale "
@@ -91,7 +170,7 @@ def build(arch: str, input_shape: tuple[int, int, int], n_classes: int):
     if min(input_shape[:2]) < 32:
         raise UsageError(f"--arch {arch} needs --img-size >= 32 (it is {min(input_shape[:2])})")
     if spec.app is None:
-        body = models.efficientnet_lite0(input_shape, name=arch)
+        body = efficientnet_lite0(input_shape, name=arch)
         inputs, x = body.inputs, body.output  # pooled already (layer "features")
     else:
         inputs = keras.Input(shape=input_shape, name="pixels")
@@ -100,7 +179,7 @@ def build(arch: str, input_shape: tuple[int, int, int], n_classes: int):
                                                      include_preprocessing=True)
         x = keras.layers.GlobalAveragePooling2D(name="features")(body.output)
     x = keras.layers.Dropout(HEAD_DROPOUT, name="head_dropout")(x)
-    return keras.Model(inputs, models._head(x, n_classes), name=arch)
+    return keras.Model(inputs, classifier_head(x, n_classes), name=arch)
 
 
 def backbone_layers(net) -> list:
@@ -111,8 +190,6 @@ def backbone_layers(net) -> list:
 def preprocessing(net) -> dict:
     """What the model does to pixels before its first convolution, read from its own layers (for meta.json):
     ``{"inside_model": true, "steps": [{"layer", "op", ...}], "text": "x / 127.5 - 1"}``."""
-    import numpy as np
-
     keras = _keras()
     steps, text = [], []
     for layer in backbone_layers(net):
@@ -280,8 +357,6 @@ def load_weights(net, arch: str, weights: str, download: bool = False, log=None)
 
 def _download(arch: str) -> Path:
     """Keras's own download into its cache (only with --download-weights); one line when it fails."""
-    import socket
-
     keras = _keras()
     spec = BACKBONES[arch]
     old = socket.getdefaulttimeout()
@@ -307,10 +382,9 @@ def _md5(path: Path) -> str:
 
 
 def _lite0_source():
-    """EfficientNet-Lite0 with ImageNet weights, from the built-in photo model's scene member."""
-    from . import bundle
-
-    return bundle.load(_lite0_source_path().parent).model
+    """EfficientNet-Lite0 with ImageNet weights, from the built-in photo model's scene member (a file that
+    ships with happysad, so loaded directly: this module sits below ``bundle``)."""
+    return _keras().models.load_model(_lite0_source_path(), compile=False, safe_mode=True)
 
 
 def _copy_by_name(layers, src) -> int:
@@ -381,24 +455,18 @@ def load_h5_by_name(layers, path: str | os.PathLike, arch: str) -> int:
 PHOTO_SIDE = 128  # px: images whose typical short side is at least this are photos worth a backbone
 
 
-def auto_arch(data_dir: str | os.PathLike, classes: Sequence[str] | None = None, sample: int = 60) -> tuple[str, str]:
+def auto_arch(paths: Sequence[str | os.PathLike], sample: int = 60) -> tuple[str, str]:
     """The architecture ``--arch auto`` (the default) picks for a folder, and why: colour photos (median
     short side >= PHOTO_SIDE) get EfficientNet-Lite0 from the ImageNet weights shipped with happysad; small
     or gray images (generated data, 48 px faces) get the small CNN trained from scratch."""
-    import numpy as np
-    from PIL import Image
-
-    from . import folders
-
-    items, _ = folders.list_items(Path(data_dir), folders.list_classes(Path(data_dir), classes))
-    if not items:
+    if not paths:
         return "default", "no images"
     rng = np.random.default_rng(0)
-    pick = rng.choice(len(items), min(sample, len(items)), replace=False)
+    pick = rng.choice(len(paths), min(sample, len(paths)), replace=False)
     sides, colour = [], 0
     for i in pick:
         try:
-            with Image.open(Path(data_dir) / items[i][0]) as im:
+            with Image.open(paths[i]) as im:
                 sides.append(min(im.size))
                 colour += _is_colour(im)
         except Exception:  # noqa: BLE001 - an unreadable file says nothing about the others
@@ -417,9 +485,7 @@ def auto_arch(data_dir: str | os.PathLike, classes: Sequence[str] | None = None,
 
 
 def _lite0_source_path() -> Path:
-    from . import bundle
-
-    p = bundle.BUILTIN_DIR.joinpath(*LITE0_SOURCE) / "model.keras"
+    p = BUILTIN_DIR.joinpath(*LITE0_SOURCE) / "model.keras"
     if not p.is_file():
         raise UsageError(f"--arch efficientnet_lite0 --weights imagenet: the built-in model {p.parent} is not "
                          "installed; give --weights PATH (an EfficientNet-Lite0 .weights.h5) or --weights none")
@@ -428,8 +494,6 @@ def _lite0_source_path() -> Path:
 
 def _is_colour(im) -> bool:
     """Whether an image has colour in it (an RGB file of gray pixels does not)."""
-    import numpy as np
-
     if im.mode in ("1", "L", "LA", "I", "I;16", "F"):
         return False
     small = np.asarray(im.convert("RGB").resize((32, 32)), np.int16)

@@ -17,12 +17,11 @@ from typing import Any
 
 from . import __version__, faces, photo
 from .errors import HappysadError
-from .files import atomic_path, write_json  # noqa: F401 (bundle.write_json: bench/ scripts write meta.json with it)
+from .files import BUILTIN_DIR, atomic_path, write_json  # noqa: F401 (bundle.write_json: bench/ scripts write meta.json with it)
 from .runtime import RUNTIME_SUFFIXES, load_runtime
 
 FORMAT_VERSION = 1
 META_NAME = "meta.json"
-BUILTIN_DIR = Path(__file__).parent / "builtin"
 
 
 def save_keras(model, path: str | os.PathLike) -> Path:

@@ -2,7 +2,7 @@
 
 Like the seed: GPU memory growth on (TensorFlow otherwise grabs all GPU memory at start-up). Training on
 a GPU also uses mixed precision (float16 compute, float32 weights); every model's output layer is float32
-(model._head) so probabilities and the loss stay in float32. Must run before the first tensor is made.
+(backbones.classifier_head) so probabilities and the loss stay in float32. Must run before the first tensor is made.
 """
 
 from __future__ import annotations

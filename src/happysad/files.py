@@ -11,6 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+# The models that ship inside the package (built-in names resolve here).
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+
 
 def _default_mode() -> int:
     """The mode a plain open() would give a new file (mkstemp makes them owner-only)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from . import backbones
+from .backbones import classifier_head
 from .errors import UsageError
 
 # Preferred input side per architecture when --img-size is not given.
@@ -20,15 +21,6 @@ def _keras():
     import keras
 
     return keras
-
-
-def _head(x, n_classes: int):
-    # float32 even under a mixed_float16 policy (GPU training, see device.py): probabilities and the
-    # loss must not be computed in float16.
-    layers = _keras().layers
-    if n_classes == 2:
-        return layers.Dense(1, activation="sigmoid", name="prob", dtype="float32")(x)
-    return layers.Dense(n_classes, activation="softmax", name="probs", dtype="float32")(x)
 
 
 def seed(input_shape: tuple[int, int, int], n_classes: int):
@@ -45,7 +37,7 @@ def seed(input_shape: tuple[int, int, int], n_classes: int):
     x = L.MaxPooling2D()(x)
     x = L.Flatten()(x)
     x = L.Dense(256, activation="relu")(x)
-    return keras.Model(inputs, _head(x, n_classes), name="seed")
+    return keras.Model(inputs, classifier_head(x, n_classes), name="seed")
 
 
 def default(input_shape: tuple[int, int, int], n_classes: int, width: int = 32, dropout: float = 0.3,
@@ -85,7 +77,7 @@ def default(input_shape: tuple[int, int, int], n_classes: int, width: int = 32, 
     x = L.Activation("relu")(x)
     x = L.GlobalAveragePooling2D()(x)
     x = L.Dropout(dropout)(x)
-    return keras.Model(inputs, _head(x, n_classes), name="default")
+    return keras.Model(inputs, classifier_head(x, n_classes), name="default")
 
 
 ARCHS: dict[str, Callable] = {"seed": seed, "default": default}
@@ -136,72 +128,6 @@ def build(arch: str, input_shape: tuple[int, int, int], n_classes: int, width: i
         raise UsageError("--arch seed needs --img-size >= 22 (three 3x3 conv + pool stages)")
     options = {k: v for k, v in (("width", width), ("dropout", dropout)) if v is not None}
     return ARCHS[arch](input_shape, n_classes, **options)
-
-
-# EfficientNet-Lite0 (Tan & Le; the "lite" variant: no squeeze-excite, ReLU6, fixed stem and head), the
-# ImageNet-pretrained backbone of the photo models. Stages: (kernel, stride, expansion, filters, repeats).
-LITE0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-                (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-LITE0_FEATURES = 1280
-
-
-def _lite0_blocks():
-    """(index, kernel, stride, expansion, filters in, filters out) of each of Lite0's 16 blocks."""
-    out, filters_in, i = [], 32, 0
-    for kernel, stride, expand, filters, repeats in LITE0_STAGES:
-        for r in range(repeats):
-            out.append((i, kernel, stride if r == 0 else 1, expand, filters_in, filters))
-            filters_in, i = filters, i + 1
-    return out
-
-
-def _lite0_from(x, first_block: int):
-    """Lite0's blocks from ``first_block`` on, then its head, applied to ``x``; -> pooled features."""
-    L = _keras().layers
-    bn = dict(momentum=0.99, epsilon=1e-3)
-    for i, kernel, s, expand, filters_in, filters in _lite0_blocks()[first_block:]:
-        skip = x
-        if expand != 1:
-            x = L.Conv2D(filters_in * expand, 1, use_bias=False, name=f"block{i}_expand")(x)
-            x = L.BatchNormalization(name=f"block{i}_expand_bn", **bn)(x)
-            x = L.ReLU(6.0, name=f"block{i}_expand_relu")(x)
-        x = L.DepthwiseConv2D(kernel, strides=s, padding="same", use_bias=False, name=f"block{i}_dw")(x)
-        x = L.BatchNormalization(name=f"block{i}_dw_bn", **bn)(x)
-        x = L.ReLU(6.0, name=f"block{i}_dw_relu")(x)
-        x = L.Conv2D(filters, 1, use_bias=False, name=f"block{i}_project")(x)
-        x = L.BatchNormalization(name=f"block{i}_project_bn", **bn)(x)
-        if s == 1 and filters_in == filters:
-            x = L.Add(name=f"block{i}_add")([x, skip])
-    x = L.Conv2D(LITE0_FEATURES, 1, use_bias=False, name="head_conv")(x)
-    x = L.BatchNormalization(name="head_bn", **bn)(x)
-    x = L.ReLU(6.0, name="head_relu")(x)
-    return L.GlobalAveragePooling2D(name="features")(x)
-
-
-def efficientnet_lite0(input_shape: tuple[int, int, int] = (224, 224, 3), name: str = "efficientnet_lite0"):
-    """EfficientNet-Lite0 up to its global-average-pooled 1280 features, taking pixels 0..255 (the
-    ImageNet normalization it was trained with is inside). Layer names follow the PyTorch checkpoint
-    (``stem``, ``block{i}_expand`` ...), so ``bench/convert_lite0.py`` can fill them."""
-    keras = _keras()
-    L = keras.layers
-    inputs = keras.Input(shape=input_shape, name="pixels")
-    # (x / 255 - mean) / std as one per-channel Rescaling: constants, so exported graphs take pixels only
-    x = L.Rescaling([1.0 / (255 * sd) for sd in IMAGENET_STD], offset=[-m / sd for m, sd in zip(IMAGENET_MEAN, IMAGENET_STD)],
-                    name="imagenet_scale")(inputs)
-    x = L.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = L.BatchNormalization(name="stem_bn", momentum=0.99, epsilon=1e-3)(x)
-    x = L.ReLU(6.0, name="stem_relu")(x)
-    return keras.Model(inputs, _lite0_from(x, 0), name=name)
-
-
-def efficientnet_lite0_top(first_block: int, input_shape: tuple[int, int, int], name: str = "lite0_top"):
-    """Lite0 from block ``first_block`` on (same layer names as :func:`efficientnet_lite0`), taking that
-    block's input activations: fine-tuning the top blocks on activations computed once."""
-    keras = _keras()
-    inputs = keras.Input(shape=input_shape, name="activations")
-    return keras.Model(inputs, _lite0_from(inputs, first_block), name=name)
 
 
 def tiny(input_shape: tuple[int, int, int], n_classes: int, width: int = 24, dropout: float = 0.2):

@@ -343,7 +343,8 @@ def _auto_arch(data_dir: Path, settings: dict) -> str:
         return str(bundle.read_meta(bundle.resolve(settings["init_from"])[1]).get("arch", "default"))
     if settings.get("grayscale") or settings.get("faces") or settings.get("width"):
         return "default"
-    arch, why = backbones.auto_arch(data_dir, settings.get("classes"))
+    items, _ = folders.list_items(data_dir, folders.list_classes(data_dir, settings.get("classes")))
+    arch, why = backbones.auto_arch([data_dir / rel for rel, *_ in items])
     if arch != "default" and settings.get("weights") is None:
         settings["weights"] = "imagenet"
     _log(f"--arch auto: {why} -> {arch}" + (" (ImageNet weights shipped with happysad)" if arch != "default"

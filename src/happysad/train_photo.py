@@ -35,7 +35,7 @@ import numpy as np
 from . import bundle, faces, files, images, photo
 from .errors import UsageError
 from .folders import list_classes, list_items
-from .model import efficientnet_lite0, efficientnet_lite0_top
+from .backbones import efficientnet_lite0, efficientnet_lite0_top
 from .faces import face_settings
 from .predict import MAX_FACES, image_probabilities, probabilities
 
