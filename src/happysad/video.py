@@ -35,7 +35,6 @@ import io
 import math
 import os
 import queue as queues
-import stat
 import threading
 import time
 from array import array
@@ -91,9 +90,9 @@ def is_video(path: str | os.PathLike) -> bool:
     """True for a file whose bytes are a video container, or an animated GIF/WebP (more than one frame).
     Judged by content; the name's extension only decides for a file no reader recognises (a damaged
     ``clip.mp4`` then reports as a damaged video rather than as "not an image")."""
+    if images.regular_file_problem(path) is not None:  # a FIFO or device would block or never end
+        return False
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
-            return False
         with open(path, "rb") as fh:
             head = fh.read(256)
     except OSError:
