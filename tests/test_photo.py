@@ -58,6 +58,20 @@ def test_fusion_features_without_a_face_are_zero_on_the_face_side():
     assert got["face_logp_sad"] == pytest.approx(np.log(0.9))
 
 
+def test_emotion_features_follow_the_face_features_and_are_zero_without_a_face():
+    emotions = ["angry", "happy", "neutral"]
+    names = photo.feature_names(["happy", "sad"], emotions)
+    assert names[:len(photo.feature_names(["happy", "sad"]))] == photo.feature_names(["happy", "sad"])
+    assert names[-3:] == ["emotion_logp_angry", "emotion_logp_happy", "emotion_logp_neutral"]
+    assert all(photo.branch_of(n) == "face" for n in names[-3:])  # they speak for the faces
+    no_face = photo.fusion_features(np.array([0.7, 0.3]), None, 0, 0, 300, 0.0, None, 3)
+    with_face = photo.fusion_features(np.array([0.7, 0.3]), np.array([0.1, 0.9]), 1, 150, 300, 0.9,
+                                      np.array([0.2, 0.1, 0.7]), 3)
+    assert len(no_face) == len(with_face) == len(names)
+    assert not no_face[-3:].any()
+    assert dict(zip(names, with_face))["emotion_logp_neutral"] == pytest.approx(np.log(0.7))
+
+
 def test_decided_by_names_the_branch_that_pushed_the_label():
     names = photo.feature_names(["happy", "sad"])
     k = len(names)
@@ -117,11 +131,14 @@ def test_train_photo_writes_a_complete_photo_model(photo_model):
     out = photo_model.model_dir
     meta = json.loads((out / "meta.json").read_text())
     assert meta["kind"] == "photo" and meta["classes"] == ["happy", "sad"]
-    assert meta["members"] == {"face": "face", "scene": "scene"}
-    for member in ("face", "scene"):
+    assert meta["members"] == {"face": "face", "scene": "scene", "emotions": "emotions"}
+    for member in ("face", "scene", "emotions"):
         assert (out / member / "model.keras").is_file() and (out / member / "meta.json").is_file()
+    emotions = json.loads((out / "emotions" / "meta.json").read_text())["classes"]
+    assert len(emotions) == 7 and "neutral" in emotions  # fer-emotion7, saved as it is
     fusion = json.loads((out / "fusion.json").read_text())
-    assert fusion["features"] == photo.feature_names(["happy", "sad"])
+    assert fusion["features"] == photo.feature_names(["happy", "sad"], emotions)
+    assert fusion["features"][-7:] == [f"emotion_logp_{e}" for e in emotions]
     assert json.loads((out / "face" / "meta.json").read_text())["faces"]  # the face member finds faces
     assert meta["cross_validation"]["n"] == 28 and meta["train"]["photos"] == 28
     cv = photo_model.cv
@@ -152,12 +169,33 @@ def test_results_say_which_branch_decided_and_what_each_said(photo_model, photos
     rs = p.predict([str(photos / "happy" / "happy_00.jpg"), str(photos / "sad" / "sad_00.jpg")])
     for r in rs:
         assert r["decided_by"] in ("face", "scene")
-        assert set(r["branches"]) == {"face", "scene"}
+        assert set(r["branches"]) == {"face", "scene", "emotions"}
         assert sum(r["branches"]["scene"].values()) == pytest.approx(1.0, abs=1e-5)
     with_face, without = rs
     assert with_face["face_found"] and with_face["faces"] and with_face["branches"]["face"] is not None
+    assert len(with_face["branches"]["emotions"]) == 7
+    assert sum(with_face["branches"]["emotions"].values()) == pytest.approx(1.0, abs=1e-4)
     assert not without["face_found"] and without["branches"]["face"] is None
+    assert without["branches"]["emotions"] is None
     assert without["decided_by"] == "scene"  # no face: nothing else can decide
+
+
+def test_the_emotions_member_is_optional(photo_model, photos, tmp_path):
+    """A photo model without an emotions member (``train-photo --emotion-model none``) loads and judges
+    photos with a fusion of the other facts; a fusion that expects emotions without the member fails."""
+    plain = tmp_path / "plain"
+    shutil.copytree(photo_model.model_dir, plain)
+    meta = json.loads((plain / "meta.json").read_text())
+    del meta["members"]["emotions"]
+    (plain / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(HappysadError, match="fusion features do not match"):
+        bundle.load(plain)
+    fusion = json.loads((plain / "fusion.json").read_text())
+    fusion = {k: (v[:-7] if k in ("features", "mean", "scale", "coef") else v) for k, v in fusion.items()}
+    (plain / "fusion.json").write_text(json.dumps(fusion))
+    shutil.rmtree(plain / "emotions")
+    r = Predictor(plain).predict([str(photos / "happy" / "happy_00.jpg")])[0]
+    assert r["face_found"] and set(r["branches"]) == {"face", "scene"}
 
 
 def test_no_faces_leaves_the_face_branch_out(photo_model, photos):
@@ -213,7 +251,7 @@ def test_onnx_export_writes_every_member_and_predicts_the_same(photo_model, phot
     from happysad import export
 
     out = export.export(photo_model.model_dir, "onnx", tmp_path / "onnx")
-    for member in ("face", "scene"):
+    for member in ("face", "scene", "emotions"):
         assert (out / member / "model.onnx").is_file() and (out / member / "meta.json").is_file()
     assert (out / "fusion.json").is_file() and json.loads((out / "meta.json").read_text())["kind"] == "photo"
     paths = [str(p) for p in sorted((photos / "happy").iterdir())[:4]] + \
@@ -225,6 +263,23 @@ def test_onnx_export_writes_every_member_and_predicts_the_same(photo_model, phot
         assert a["probabilities"]["sad"] == pytest.approx(b["probabilities"]["sad"], abs=1e-3)
     with pytest.raises(HappysadError, match="folder"):
         export.export(photo_model.model_dir, "onnx", tmp_path / "one.onnx")
+
+
+def test_fast_runtime_members_predict_what_the_keras_members_do(photo_model, photos, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from happysad import export
+
+    fast = tmp_path / "fast"
+    shutil.copytree(photo_model.model_dir, fast)
+    written = export.attach_fast_runtime(fast)
+    assert sorted(p.parent.name for p in written) == ["emotions", "face", "scene"]
+    assert not list(fast.rglob("model.json"))  # each member's meta.json describes both of its files
+    b = bundle.load(fast, fast=True)
+    assert {m: type(x.model).__name__ for m, x in b.members.items()} == dict.fromkeys(("face", "scene", "emotions"), "OnnxModel")
+    assert all(type(x.model).__name__ != "OnnxModel" for x in bundle.load(fast).members.values())  # explain, export
+    paths = [str(p) for p in sorted((photos / "happy").iterdir())[:3]] + [str(p) for p in sorted((photos / "sad").iterdir())[:3]]
+    for a, r in zip(Predictor(photo_model.model_dir).predict(paths), Predictor(fast).predict(paths)):
+        assert a["label"] == r["label"] and a["probabilities"]["sad"] == pytest.approx(r["probabilities"]["sad"], abs=1e-4)
 
 
 def test_serve_answers_with_the_photo_model(photo_model, photos):

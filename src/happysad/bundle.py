@@ -339,13 +339,14 @@ def load(ref: str | os.PathLike, fast: bool = False) -> Bundle:
     if fast:
         model_path = fast_runtime_file(model_path, meta) or model_path
     if photo.is_photo_meta(meta):
-        members = {m: load(photo.member_dir(model_path, meta, m)) for m in photo.MEMBERS}
+        members = {m: load(photo.member_dir(model_path, meta, m), fast=fast) for m in photo.member_names(meta)}
         for m, b in members.items():
-            if b.classes != meta["classes"]:
+            if m in photo.MEMBERS and b.classes != meta["classes"]:
                 raise HappysadError(f"{meta_path}: the {m} member's classes {b.classes} differ from the "
                                     f"photo model's {meta['classes']}")
         return Bundle(model=None, meta=meta, path=model_path, name=str(ref), members=members,
-                      extra={"fusion": photo.read_fusion(model_path, meta)})
+                      extra={"fusion": photo.read_fusion(model_path, meta, members["emotions"].classes
+                                                         if "emotions" in members else ())})
     if model_path.suffix.lower() in RUNTIME_SUFFIXES:
         model = load_runtime(model_path)
     else:

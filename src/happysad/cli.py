@@ -264,7 +264,8 @@ def cmd_train_photo(args) -> int:
     _configure_device(args)
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     run = tp.train_photo(args.data, args.out, classes=_classes(args), face_model_ref=args.face_model,
-                         face_data=args.face_data, groups=args.groups, group_column=args.group_column,
+                         face_data=args.face_data, emotion_model_ref=args.emotion_model,
+                         groups=args.groups, group_column=args.group_column,
                          backbone=args.backbone, backbone_weights=args.backbone_weights, folds=args.folds,
                          facts_cache=args.save_facts, log=log)
     if args.json:
@@ -754,6 +755,9 @@ def _add_train_photo_parser(add, classes_opt) -> None:
     sp.add_argument("--out", required=True, metavar="DIR", help="the new photo model's folder (must not exist)")
     sp.add_argument("--face-model", default=tp.FACE_MODEL, metavar="MODEL",
                     help="face model to start the face branch from (default %(default)s)")
+    sp.add_argument("--emotion-model", default=tp.EMOTION_MODEL, metavar="MODEL",
+                    help="face model of more expressions whose judgement of the same faces the fusion also "
+                    "weighs, saved in the photo model as it is (default %(default)s; 'none' for no such member)")
     sp.add_argument("--face-data", metavar="DIR", help="class folders of face crops mixed into the face branch "
                     f"(at most {tp.FACE_DATA_MAX}), e.g. FER2013's")
     sp.add_argument("--groups", metavar="CSV", action="append", help="CSV with columns path (relative to the "

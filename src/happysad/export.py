@@ -114,6 +114,27 @@ def export(model: bundles.Bundle | str | os.PathLike, fmt: str = "onnx",
     return dest
 
 
+def attach_fast_runtime(model_dir: str | os.PathLike, fmt: str = "onnx") -> list[Path]:
+    """Put an exported copy (``model.onnx`` / ``model.tflite``) beside the ``model.keras`` of a model
+    folder, or of each member of a photo model, and name it in that ``meta.json``'s ``fast_runtime``:
+    ``predict``, ``evaluate`` and ``serve`` then run it where its runtime is installed (Keras elsewhere;
+    explain, export and fine-tuning keep the Keras model). -> the files written."""
+    root = Path(model_dir)
+    meta = bundles.read_meta(root / bundles.META_NAME)
+    folders = ([photo.member_dir(root, meta, m) for m in photo.member_names(meta)]
+               if photo.is_photo_meta(meta) else [root])
+    written = []
+    for folder in folders:
+        dest = folder / f"model{FORMATS[fmt]}"
+        export(bundles.load(folder), fmt, dest)
+        dest.with_suffix(".json").unlink(missing_ok=True)  # meta.json describes both files
+        mmeta = bundles.read_meta(folder / bundles.META_NAME)
+        mmeta["fast_runtime"] = {"file": dest.name, "format": f"{fmt} float32"}
+        files.write_json(folder / bundles.META_NAME, mmeta)
+        written.append(dest)
+    return written
+
+
 def _export_photo(b: bundles.Bundle, fmt: str, out: str | os.PathLike | None) -> Path:
     """A photo model exports member by member into a folder (OUT/face/model.EXT, OUT/scene/model.EXT,
     fusion.json, meta.json) that loads as a photo model running on onnxruntime or LiteRT."""
@@ -123,7 +144,7 @@ def _export_photo(b: bundles.Bundle, fmt: str, out: str | os.PathLike | None) ->
     places.output_folder(dest, "--out", make=False)
     if dest.exists() and any(dest.iterdir()):
         raise UsageError(f"--out {dest}: folder exists and is not empty")
-    for member in photo.MEMBERS:
+    for member in photo.member_names(b.meta):
         export(b.members[member], fmt, dest / b.meta["members"][member])
     files.atomic_write_bytes(dest / photo.FUSION_NAME, (Path(b.path) / b.meta.get("fusion", photo.FUSION_NAME)).read_bytes())
     meta = dict(b.meta)

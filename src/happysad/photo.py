@@ -4,12 +4,14 @@
       meta.json     kind "photo": classes, members, face settings, how it was trained and measured
       face/         a face model (48x48 crops, meta.json "faces"), e.g. fer-happy-sad adapted to web faces
       scene/        a whole-image model (EfficientNet-Lite0 features + a linear head)
+      emotions/     optional: a face model of more expressions (e.g. fer-emotion7), used as it is: how
+                    sad, neutral, afraid... the faces look tells the combiner more than happy-or-sad alone
       fusion.json   the combiner: a multinomial logistic regression over per-photo facts
 
 Per photo: decode once -> find faces -> face branch on each crop (the faces' vote, weighted by area x
 detection score, as for face models) -> scene branch on the whole image -> fusion features (both
 branches' log-probabilities, whether a face was found, how many, how large, how sure the detector is)
--> fusion -> label. Each branch stays an ordinary model that can be evaluated, exported and explained
+-> the emotions member on the same crops (when there is one) -> fusion -> label. Each branch stays an ordinary model that can be evaluated, exported and explained
 alone. Everything is deterministic: the combiner is plain NumPy arithmetic on stored numbers.
 """
 
@@ -29,7 +31,8 @@ from . import images
 from .errors import HappysadError
 
 KIND = "photo"
-MEMBERS = ("face", "scene")
+MEMBERS = ("face", "scene")   # every photo model has these, with the photo model's classes
+OPTIONAL_MEMBERS = ("emotions",)  # a face model with classes of its own, judging the same faces
 FUSION_NAME = "fusion.json"
 EPS = 1e-4  # probabilities are clipped to [EPS, 1 - EPS] before their logarithm
 RETRY_SIDE = 512  # pixels: the longest side of the copy searched again when no face was found
@@ -130,26 +133,32 @@ def _logp(p: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(p, np.float64), EPS, 1 - EPS))
 
 
-def feature_names(classes: Sequence[str]) -> list[str]:
-    """What the combiner sees, in order. ``face_*`` features are 0 when no face was found."""
+def feature_names(classes: Sequence[str], emotions: Sequence[str] = ()) -> list[str]:
+    """What the combiner sees, in order. ``face_*`` and ``emotion_*`` features are 0 when no face was
+    found; ``emotions`` are the classes of the emotions member (none without one)."""
     return ([f"scene_logp_{c}" for c in classes] + [f"face_logp_{c}" for c in classes]
             + [f"face_logp_x_size_{c}" for c in classes]
-            + ["face_found", "face_count_log", "face_size", "face_score"])
+            + ["face_found", "face_count_log", "face_size", "face_score"]
+            + [f"emotion_logp_{e}" for e in emotions])
 
 
 def fusion_features(scene: np.ndarray, face: np.ndarray | None, n_faces: int, face_side: float,
-                    image_side: float, score: float) -> np.ndarray:
+                    image_side: float, score: float, emotions: np.ndarray | None = None,
+                    n_emotions: int = 0) -> np.ndarray:
     """One photo's fusion features. ``scene``, ``face``: (K,) probabilities of each branch (``face`` None
     when no face was found); ``face_side``: the largest face's box side, ``image_side``: the photo's
-    shorter side (pixels); ``score``: the best detection score."""
+    shorter side (pixels); ``score``: the best detection score; ``emotions``: the emotions member's
+    (``n_emotions``,) probabilities for the same faces (None when no face was found)."""
     k = len(scene)
     out = [_logp(scene)]
     if face is None or n_faces == 0:
-        out += [np.zeros(k), np.zeros(k), np.zeros(4)]
+        out += [np.zeros(k), np.zeros(k), np.zeros(4), np.zeros(n_emotions)]
     else:
         size = min(face_side / max(image_side, 1.0), 1.0)
         lf = _logp(face)
         out += [lf, lf * size, np.array([1.0, math.log1p(n_faces), size, float(score)])]
+        if n_emotions:
+            out.append(_logp(emotions))
     return np.concatenate(out)
 
 
@@ -176,6 +185,12 @@ def is_photo_meta(meta: dict) -> bool:
     return isinstance(meta, dict) and meta.get("kind") == KIND
 
 
+def member_names(meta: dict) -> list[str]:
+    """The members this photo model has: the two every one has, then the optional ones it names."""
+    named = meta.get("members") if isinstance(meta.get("members"), dict) else {}
+    return list(MEMBERS) + [m for m in OPTIONAL_MEMBERS if m in named]
+
+
 def member_dir(root: Path, meta: dict, member: str) -> Path:
     """Where a member lives: a sub-folder of the photo model, never outside it."""
     rel = (meta.get("members") or {}).get(member)
@@ -184,17 +199,18 @@ def member_dir(root: Path, meta: dict, member: str) -> Path:
     return root / rel
 
 
-def read_fusion(root: Path, meta: dict) -> Linear:
+def read_fusion(root: Path, meta: dict, emotions: Sequence[str] = ()) -> Linear:
     path = root / str(meta.get("fusion", FUSION_NAME))
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise HappysadError(f"{path}: cannot read the photo model's fusion ({e})") from None
     fusion = Linear.from_json(d, str(path))
-    expected = feature_names(meta["classes"])
+    expected = feature_names(meta["classes"], emotions)
     if fusion.names != expected or fusion.coef.shape[1] != len(meta["classes"]):
+        with_emotions = f" and {len(emotions)} emotions" if emotions else ""
         raise HappysadError(f"{path}: fusion features do not match this happysad's photo model "
-                            f"(expected {len(expected)} features for {len(meta['classes'])} classes)")
+                            f"(expected {len(expected)} features for {len(meta['classes'])} classes{with_emotions})")
     return fusion
 
 

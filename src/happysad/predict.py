@@ -7,6 +7,7 @@ than calling the model eagerly on single images).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -265,8 +266,11 @@ class PhotoPredictor(Predictor):
         # both branches average each input with its mirror image, as the photo model was trained
         self.face = Predictor(face_b, batch_size=batch_size, tta=True, faces=False)
         self.scene = Predictor(scene_b, batch_size=batch_size, tta=True, faces=False)
+        emo_b = self.bundle.members.get("emotions")
+        self.emotions = None if emo_b is None else Predictor(emo_b, batch_size=batch_size, tta=True, faces=False)
         self.fusion = self.bundle.extra["fusion"]
         self.face_cfg = face_settings(face_b.meta) or {}
+        self.emotion_cfg = (face_settings(emo_b.meta) or self.face_cfg) if emo_b is not None else {}
         self.faces = True if faces is None else bool(faces)
         self._detector = None
         self._lock = threading.Lock()  # one branch call at a time: the cores are shared anyway
@@ -275,31 +279,47 @@ class PhotoPredictor(Predictor):
         # warm both branches, then hand back fusion rows
         self.scene.predict_arrays(self.scene.example_rows(1))
         self.face.predict_arrays(self.face.example_rows(1))
+        if self.emotions is not None:
+            self.emotions.predict_arrays(self.emotions.example_rows(1))
         return np.zeros((n, len(self.fusion.names)))
 
-    def branch_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, list]:
+    @staticmethod
+    def _crops(member: Predictor, img: Image.Image, found: list, cfg: dict, cut: dict) -> np.ndarray:
+        """The faces as ``member`` sees them; crops already cut for the same size, mode and settings
+        (``cut``) are reused."""
+        h, w = member.bundle.image_size
+        mode = "L" if member.bundle.color_mode == "grayscale" else "RGB"
+        key = (w, h, mode, json.dumps(cfg, sort_keys=True, default=str))
+        if key not in cut:
+            cut[key] = face_tools.face_inputs(img, found, (w, h), mode, cfg)
+        return cut[key]
+
+    def branch_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, list, np.ndarray | None]:
         """-> (scene probabilities, the faces' image-level probabilities or None, per-face probabilities,
-        faces found) for one decoded photo."""
+        faces found, the emotions member's image-level probabilities or None) for one decoded photo."""
         found = photo.find_faces(self.detector, img, MAX_FACES) if self.faces else []
         pixels = photo.scene_pixels(img, self.scene.bundle.image_size)[None].astype(np.float32)
         k = len(self.classes)
-        per_face = np.zeros((0, k))
+        per_face, per_face_emotions, cut = np.zeros((0, k)), None, {}
         with self._lock:
             scene = self.scene.predict_arrays(pixels)[0]
             if found:
-                h, w = self.face.bundle.image_size
-                mode = "L" if self.face.bundle.color_mode == "grayscale" else "RGB"
-                crops = face_tools.face_inputs(img, found, (w, h), mode, self.face_cfg)
-                per_face = self.face.predict_arrays(crops)
-        face = image_probabilities(per_face, [f.area * f.score for f in found]) if found else None
-        return scene, face, per_face, found
+                per_face = self.face.predict_arrays(self._crops(self.face, img, found, self.face_cfg, cut))
+                if self.emotions is not None:
+                    per_face_emotions = self.emotions.predict_arrays(
+                        self._crops(self.emotions, img, found, self.emotion_cfg, cut))
+        weights = [f.area * f.score for f in found]
+        face = image_probabilities(per_face, weights) if found else None
+        emotions = image_probabilities(per_face_emotions, weights) if per_face_emotions is not None else None
+        return scene, face, per_face, found, emotions
 
     def prepare(self, src) -> Prepared:
         img = photo.whole_image(src)
-        scene, face, per_face, found = self.branch_outputs(img)
+        scene, face, per_face, found, emotions = self.branch_outputs(img)
+        n_emotions = len(self.emotions.classes) if self.emotions is not None else 0
         x = photo.fusion_features(scene, face, len(found), max(found[0].box[2:]) if found else 0,
-                                  min(img.size), max((f.score for f in found), default=0.0))
-        prep = Prepared(x[None], img.size, found, {"scene": scene, "face": face})
+                                  min(img.size), max((f.score for f in found), default=0.0), emotions, n_emotions)
+        prep = Prepared(x[None], img.size, found, {"scene": scene, "face": face, "emotions": emotions})
         prep.branches["per_face"] = per_face
         prep.branches["face_crop"] = face_tools.is_face_crop(img, found, self.face_cfg.get("margin", face_tools.MARGIN))
         return prep
@@ -323,4 +343,8 @@ class PhotoPredictor(Predictor):
         r.update(face_found=bool(prep.faces), faces=per_face,
                  decided_by="face" if face_crop else photo.decided_by(self.fusion, prep.x[0], label),
                  branches={"scene": rounded(prep.branches["scene"]), "face": rounded(prep.branches["face"])})
+        if self.emotions is not None:
+            emo = prep.branches.get("emotions")
+            r["branches"]["emotions"] = None if emo is None else {
+                c: round(float(v), 6) for c, v in zip(self.emotions.classes, emo)}
         return r
