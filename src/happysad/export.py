@@ -14,6 +14,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -114,14 +115,16 @@ def export(model: bundles.Bundle | str | os.PathLike, fmt: str = "onnx",
     return dest
 
 
-def attach_fast_runtime(model_dir: str | os.PathLike, fmt: str = "onnx") -> list[Path]:
+def attach_fast_runtime(model_dir: str | os.PathLike, fmt: str = "onnx",
+                        members: Sequence[str] | None = None) -> list[Path]:
     """Put an exported copy (``model.onnx`` / ``model.tflite``) beside the ``model.keras`` of a model
-    folder, or of each member of a photo model, and name it in that ``meta.json``'s ``fast_runtime``:
-    ``predict``, ``evaluate`` and ``serve`` then run it where its runtime is installed (Keras elsewhere;
-    explain, export and fine-tuning keep the Keras model). -> the files written."""
+    folder, or of each member of a photo model (or of ``members`` only), and name it in that
+    ``meta.json``'s ``fast_runtime``: ``predict``, ``evaluate`` and ``serve`` then run it where its
+    runtime is installed (Keras elsewhere; explain, export and fine-tuning keep the Keras model).
+    -> the files written."""
     root = Path(model_dir)
     meta = bundles.read_meta(root / bundles.META_NAME)
-    folders = ([photo.member_dir(root, meta, m) for m in photo.member_names(meta)]
+    folders = ([photo.member_dir(root, meta, m) for m in photo.member_names(meta) if members is None or m in members]
                if photo.is_photo_meta(meta) else [root])
     written = []
     for folder in folders:
