@@ -257,7 +257,7 @@ class PhotoPredictor(Predictor):
 
     def __init__(self, model: Bundle | str | os.PathLike, batch_size: int = BATCH_SIZE,
                  tta: bool | str | None = None, workers: int | None = None, faces: bool | None = None):
-        self.bundle = model if isinstance(model, Bundle) else load(model)
+        self.bundle = model if isinstance(model, Bundle) else load(model, fast=True)
         if not photo.is_photo_meta(self.bundle.meta):
             raise HappysadError(f"{self.bundle.path}: not a photo model")
         self.batch_size, self.tta = int(batch_size), tta  # each branch averages as it was trained (below)
