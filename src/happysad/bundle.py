@@ -235,6 +235,11 @@ class Bundle:
     def color_mode(self) -> str:
         return self.meta["input"]["color_mode"]
 
+    @property
+    def pil_mode(self) -> str:
+        """The Pillow mode the model's input is cut in: "L" for grayscale models, else "RGB"."""
+        return "L" if self.color_mode == "grayscale" else "RGB"
+
 
 def _read_json(path: Path):
     """A small JSON file, parsed. Only a regular file is opened (a pipe named meta.json would block) and

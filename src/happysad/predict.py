@@ -139,12 +139,11 @@ class Predictor:
             return Prepared(self.load(src)[None])
         img, _ = images.decode(src, "RGB")
         h, w = self.bundle.image_size
-        mode = "L" if self.bundle.color_mode == "grayscale" else "RGB"
         found = self.detector.detect(img)[:MAX_FACES]
         if found:
-            x = face_tools.face_inputs(img, found, (w, h), mode, self.face_cfg)
+            x = face_tools.face_inputs(img, found, (w, h), self.bundle.pil_mode, self.face_cfg)
         else:  # no face: the whole image, as without detection
-            whole = img.convert(mode).resize((w, h), Image.BILINEAR)
+            whole = img.convert(self.bundle.pil_mode).resize((w, h), Image.BILINEAR)
             x = np.asarray(whole, np.uint8).reshape(1, h, w, -1)
         return Prepared(x, img.size, found)
 
@@ -288,10 +287,9 @@ class PhotoPredictor(Predictor):
         """The faces as ``member`` sees them; crops already cut for the same size, mode and settings
         (``cut``) are reused."""
         h, w = member.bundle.image_size
-        mode = "L" if member.bundle.color_mode == "grayscale" else "RGB"
-        key = (w, h, mode, json.dumps(cfg, sort_keys=True, default=str))
+        key = (w, h, member.bundle.pil_mode, json.dumps(cfg, sort_keys=True, default=str))
         if key not in cut:
-            cut[key] = face_tools.face_inputs(img, found, (w, h), mode, cfg)
+            cut[key] = face_tools.face_inputs(img, found, (w, h), member.bundle.pil_mode, cfg)
         return cut[key]
 
     def branch_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, list, np.ndarray | None]:

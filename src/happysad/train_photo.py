@@ -40,7 +40,7 @@ from .errors import UsageError
 from .folders import list_classes, list_items
 from .backbones import efficientnet_lite0, efficientnet_lite0_top
 from .faces import face_settings
-from .predict import MAX_FACES, image_probabilities, probabilities
+from .predict import MAX_FACES, Predictor, image_probabilities, probabilities
 
 SCENE_SIZE = 224
 SCENE_L2 = 1000.0    # ridge strength of the linear scene head (grouped CV on the shared web photos, docs/photo.md)
@@ -229,13 +229,10 @@ def collect(folders: Sequence[str | os.PathLike], classes: Sequence[str] | None,
     return paths, labels, groups, classes, skipped
 
 
-def _mode(b) -> str:
-    return "L" if b.color_mode == "grayscale" else "RGB"
-
-
-def _empty_crops(b) -> np.ndarray:
-    h, w = b.image_size
-    return np.zeros((0, h, w, 1 if _mode(b) == "L" else 3), np.uint8)
+def _no_crops(size: tuple[int, int], mode: str) -> np.ndarray:
+    """No face crops, with the shape that (width, height) ``size`` crops in Pillow ``mode`` have."""
+    w, h = size
+    return np.zeros((0, h, w, 1 if mode == "L" else 3), np.uint8)
 
 
 def look(paths: Sequence[str], backbone, facenet: FaceNet, face_size: tuple[int, int], face_mode: str,
@@ -245,18 +242,19 @@ def look(paths: Sequence[str], backbone, facenet: FaceNet, face_size: tuple[int,
     det = faces.detector(face_cfg.get("detector", faces.DETECTOR))
     w, h = face_size
     emo_cfg = (face_settings(emotions.meta) or face_cfg) if emotions is not None else None
+    # the emotions member as the photo model runs it: each crop averaged with its mirror image
+    emotion_judge = Predictor(emotions, batch_size=256, tta=True, faces=False) if emotions is not None else None
 
     def prepare(path):
         try:
             img = photo.whole_image(path)
             found = photo.find_faces(det, img, MAX_FACES)
-            crops = (faces.face_inputs(img, found, (w, h), face_mode, face_cfg) if found
-                     else np.zeros((0, h, w, 1 if face_mode == "L" else 3), np.uint8))
+            crops = faces.face_inputs(img, found, (w, h), face_mode, face_cfg) if found else _no_crops((w, h), face_mode)
             emo = None
             if emotions is not None:
                 eh, ew = emotions.image_size
-                emo = (faces.face_inputs(img, found, (ew, eh), _mode(emotions), emo_cfg) if found
-                       else _empty_crops(emotions))
+                emo = (faces.face_inputs(img, found, (ew, eh), emotions.pil_mode, emo_cfg) if found
+                       else _no_crops((ew, eh), emotions.pil_mode))
             return (img.size, found, photo.scene_pixels(img, (SCENE_SIZE, SCENE_SIZE)), crops, emo), None
         except images.ImageError as e:
             return None, e.detail
@@ -292,7 +290,7 @@ def look(paths: Sequence[str], backbone, facenet: FaceNet, face_size: tuple[int,
                         out["crop_mid"].append(mid)
                         out["crop_mid_flip"].append(mid_f)
                     if emotions is not None:
-                        out["crop_emotions"].append(emotion_probs(emotions, np.concatenate([g[4] for g in ok])))
+                        out["crop_emotions"].append(emotion_judge.predict_arrays(np.concatenate([g[4] for g in ok])))
                 for size, found, _, c, _ in ok:
                     box = np.zeros((MAX_FACES, 5), np.float32)
                     for j, f in enumerate(found):
@@ -324,14 +322,6 @@ def look(paths: Sequence[str], backbone, facenet: FaceNet, face_size: tuple[int,
         shape = (0, *facenet.model.layers[facenet.cut].output.shape[1:])
         arrays["crop_mid"] = arrays["crop_mid_flip"] = np.zeros(shape, np.float16)
     return arrays, bad
-
-
-def emotion_probs(emotions, crops: np.ndarray) -> np.ndarray:
-    """The emotions member's probabilities per crop, its mirror image averaged in (as the photo model does)."""
-    k = len(emotions.classes)
-    x = crops.astype(np.float32)
-    return (probabilities(emotions.model.predict(x, batch_size=256, verbose=0), k)
-            + probabilities(emotions.model.predict(x[:, :, ::-1], batch_size=256, verbose=0), k)) / 2
 
 
 # ----------------------------------------------------------------------------- steps 2-5: the fits
@@ -710,8 +700,7 @@ def train_photo(data: Sequence[str | os.PathLike], out: str | os.PathLike, *, cl
             raise UsageError(f"--emotion-model {emotion_model_ref}: needs a Keras face model, not a photo model")
     net = backbone_from(backbone, backbone_weights)
     log(f"{len(paths)} photos in {len(classes)} classes ({', '.join(classes)}), {len(set(grp))} groups")
-    mode = "L" if base.color_mode == "grayscale" else "RGB"
-    arrays, bad = look(paths, net, facenet, (base.image_size[1], base.image_size[0]), mode, face_cfg,
+    arrays, bad = look(paths, net, facenet, (base.image_size[1], base.image_size[0]), base.pil_mode, face_cfg,
                        progress=lambda d, n: log(f"looked at {d}/{n} photos") if d % 512 < 32 or d == n else None,
                        emotions=emotions)
     ok = [i for i, p in enumerate(paths) if not any(b.startswith(f"{p}: ") for b in bad)]

@@ -284,7 +284,7 @@ class FaceClassifier:
         self.model = type(face_model if face_model is not None else predictor)(bundle, faces=False, tta=False)
         self.classes = list(bundle.classes)
         h, w = bundle.image_size
-        self.size, self.mode = (w, h), "L" if bundle.color_mode == "grayscale" else "RGB"
+        self.size, self.mode = (w, h), bundle.pil_mode
         self.detector = face_tools.detector(cfg.get("detector", face_tools.DETECTOR), tile_above=DETECTOR_TILE_ABOVE)
         self._lock = threading.Lock()
 
