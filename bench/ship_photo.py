@@ -1,8 +1,8 @@
-"""Ship a photo model as a built-in: copy it, and put an ONNX copy beside the scene member's model.keras
+"""Ship a photo model as a built-in: copy it, and put an ONNX copy beside each member's model.keras
 (or those of ``--members``) that ``predict``, ``evaluate`` and ``serve`` run when onnxruntime is
 installed (meta.json ``fast_runtime``; explain, export and train-photo keep using the Keras members).
 
-    python bench/ship_photo.py runs/photo/happy-sad src/happysad/builtin/happy-sad [--members scene|all] [--check DIR]
+    python bench/ship_photo.py runs/photo/happy-sad src/happysad/builtin/happy-sad [--members all|scene,...] [--check DIR]
 
 The photo model with ONNX members must give the Keras one's probabilities within 1e-4 on the check
 photos (default: scikit-image's sample photos), else nothing is written.
@@ -24,8 +24,8 @@ def main() -> int:
     ap.add_argument("src")
     ap.add_argument("dest")
     ap.add_argument("--check", metavar="DIR", help="photos to compare Keras and ONNX members on")
-    ap.add_argument("--members", default="scene", help="comma-separated members that get an ONNX copy "
-                    "(default %(default)s: the one that costs most; 'all' for every member)")
+    ap.add_argument("--members", default="all", help="comma-separated members that get an ONNX copy "
+                    "(default %(default)s; e.g. 'scene' for the one that costs most)")
     args = ap.parse_args()
     from happysad import bundle, export
     from happysad.predict import Predictor

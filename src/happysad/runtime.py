@@ -31,7 +31,7 @@ class OnnxModel:
         opts = ort.SessionOptions()
         # No busy-waiting after a run: a photo model runs several models in turn (LiteRT's face
         # detector, then its members) on the same few cores, and a spinning pool takes them from the
-        # next one (bench/faces_latency.py, photo model on 2 cores: median 108 ms spinning, 65 ms not).
+        # next one (bench/faces_latency.py, photo model on 2 cores: median 108 ms spinning, 63 ms not).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = int(threads)
