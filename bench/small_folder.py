@@ -8,7 +8,7 @@ Each config prints one JSON line: test accuracy on the held-out 30 % (and with -
 averaged in), the wall and CPU time of `happysad train`, the
 architecture it chose and the epochs it ran. The folders are symbolic links into --data (nothing is copied),
 under --work. Photos sharing content (identical bytes) always land on the same side of the split.
-Pure ImageNet EfficientNet-Lite0 weights for the third config: `python bench/convert_lite0.py --out
+Pure ImageNet EfficientNet-Lite0 weights for the third config: `python bench/convert_lite.py --variant lite0 --out
 runs/lite0.weights.h5` (the shipped Lite0 in the built-in happy-sad model had its top blocks fine-tuned
 on the shared web photos, so measuring it on them flatters it).
 """

@@ -244,7 +244,7 @@ def test_auto_picks_the_shipped_backbone_for_colour_photos_only(tmp_path):
 
 
 def test_lite0_from_the_shipped_weights_trains_distributed_and_resumes_in_phase_two(tmp_path, monkeypatch):
-    """efficientnet_lite0 --weights imagenet reads the ImageNet backbone inside the built-in photo model (no
+    """efficientnet_lite0 --weights imagenet reads the ImageNet backbone shipped with happysad (no
     download); the two phases run under tf.distribute; a run stopped during fine-tuning resumes there."""
     import keras
 
@@ -269,8 +269,8 @@ def test_lite0_from_the_shipped_weights_trains_distributed_and_resumes_in_phase_
     meta = json.loads((run / "meta.json").read_text())
     assert meta["arch_options"]["weights"].startswith("imagenet") and meta["train"]["distributed"]
     assert meta["preprocessing"]["steps"][0]["layer"] == "imagenet_scale"
-    scene = bundle.load(bundle.BUILTIN_DIR / "happy-sad" / "scene").model
+    shipped = backbones._lite0_source()
     model = bundle.load(run).model
-    for have, want in zip(model.get_layer("block3_dw").get_weights(), scene.get_layer("block3_dw").get_weights()):
+    for have, want in zip(model.get_layer("block3_dw").get_weights(), shipped.get_layer("block3_dw").get_weights()):
         np.testing.assert_array_equal(have, want)  # frozen in both phases
     assert res.metrics["n"] > 0

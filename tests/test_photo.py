@@ -46,6 +46,39 @@ def test_linear_round_trips_through_json_and_rejects_bad_weights():
         photo.Linear.from_json({"features": ["a"]}, "fusion.json")
 
 
+@pytest.mark.parametrize("arch", sorted(tp.SCENE_TUNING))
+def test_the_scene_branch_tunes_the_last_two_blocks_from_the_activations_look_keeps(arch):
+    """For each scene backbone, the top that fine-tuning trains (from SCENE_TUNING's cut) continues the
+    whole network exactly: the pooled features from the cached activations equal the full network's."""
+    import keras
+
+    from happysad.backbones import efficientnet_lite
+
+    keras.utils.set_random_seed(0)
+    net = efficientnet_lite(arch, (96, 96, 3))
+    first, cut = tp.SCENE_TUNING[arch]
+    assert net.get_layer(cut).name == f"block{first - 1}_add" and not any(
+        layer.name.startswith(f"block{first + 2}_") for layer in net.layers)  # exactly two blocks after the cut
+    x = np.random.default_rng(0).integers(0, 256, (2, 96, 96, 3)).astype(np.float32)
+    mid = keras.Model(net.inputs, net.get_layer(cut).output).predict_on_batch(x)
+    top = tp.scene_top(net, 2)
+    body = keras.Model(top.inputs, top.get_layer("features").output)
+    np.testing.assert_allclose(body.predict_on_batch(mid), net.predict_on_batch(x), rtol=1e-4, atol=1e-4)
+
+
+def test_backbone_weights_pick_the_variant_they_fit_and_anything_else_is_one_line(tmp_path):
+    from happysad.backbones import efficientnet_lite
+
+    for arch in tp.SCENE_TUNING:
+        efficientnet_lite(arch).save_weights(tmp_path / f"{arch}.weights.h5")
+        net = tp.backbone_from(None, tmp_path / f"{arch}.weights.h5")
+        assert net.name == arch and tp.scene_side(net) == (tp.LITE_SIZE[arch],) * 2
+    (tmp_path / "x.weights.h5").write_bytes(b"not hdf5")
+    with pytest.raises(HappysadError, match=r"^--backbone-weights \S+x.weights.h5: not the weights of") as e:
+        tp.backbone_from(None, tmp_path / "x.weights.h5")
+    assert "\n" not in str(e.value)
+
+
 def test_fusion_features_without_a_face_are_zero_on_the_face_side():
     names = photo.feature_names(["happy", "sad"])
     no_face = photo.fusion_features(np.array([0.7, 0.3]), None, 0, 0, 300, 0.0)

@@ -11,7 +11,7 @@ phases in one ``fit`` (so ``--resume`` and the callbacks see one run):
 
 Weights (``--weights``): ``imagenet`` reads the file Keras keeps in its cache (``$KERAS_HOME/models``,
 default ``~/.keras/models``); happysad never downloads it unless asked (``--download-weights``).
-``efficientnet_lite0`` needs no download: its ImageNet weights ship inside the built-in ``happy-sad`` model.
+``efficientnet_lite0`` needs no download: its ImageNet weights ship with happysad (``builtin/backbones/``).
 ``none`` starts from random weights. A ``PATH`` is a ``.weights.h5`` or ``.h5`` file of that backbone; every
 layer is matched by name and shape.
 """
@@ -67,8 +67,9 @@ RECIPE = dict(learning_rate=1e-3, early_stopping=True, augment=True, class_weigh
               reduce_lr=True, patience=6, augment_warmup=0, weights="imagenet", head_epochs=5,
               fine_tune_lr_factor=0.1)
 
-# The built-in model whose scene member carries EfficientNet-Lite0's ImageNet weights.
-LITE0_SOURCE = ("happy-sad", "scene")
+# EfficientNet-Lite0's ImageNet weights, shipped (its last two blocks fine-tuned on the web photos as the
+# scene member of an earlier built-in happy-sad; see README "Your own images").
+LITE0_SOURCE = ("backbones", "efficientnet_lite0.weights.h5")
 
 
 def is_backbone(arch: str) -> bool:
@@ -81,30 +82,39 @@ def _keras():
     return keras
 
 
-# EfficientNet-Lite0 (Tan & Le; the "lite" variant: no squeeze-excite, ReLU6, fixed stem and head), the
-# ImageNet-pretrained backbone of the photo models. Stages: (kernel, stride, expansion, filters, repeats).
-LITE0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-                (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+# EfficientNet-Lite (Tan & Le; the "lite" variants: no squeeze-excite, ReLU6, fixed stem and head), the
+# ImageNet-pretrained backbones: Lite0 for --arch, Lite2 the scene member of the photo models. Stages:
+# (kernel, stride, expansion, filters, repeats); Lite2 is Lite0 wider and deeper, with the same stem and head.
+LITE_STAGES = {
+    "efficientnet_lite0": ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+                           (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)),
+    "efficientnet_lite2": ((3, 1, 1, 16, 1), (3, 2, 6, 24, 3), (5, 2, 6, 48, 3), (3, 2, 6, 88, 4),
+                           (5, 1, 6, 120, 4), (5, 2, 6, 208, 5), (3, 1, 6, 352, 1)),
+}
+LITE_SIZE = {"efficientnet_lite0": 224, "efficientnet_lite2": 260}  # the ImageNet input side of each
+LITE0_STAGES = LITE_STAGES["efficientnet_lite0"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE0_FEATURES = 1280
 
 
-def _lite0_blocks():
-    """(index, kernel, stride, expansion, filters in, filters out) of each of Lite0's 16 blocks."""
+def lite_blocks(variant: str = "efficientnet_lite0"):
+    """(index, kernel, stride, expansion, filters in, filters out) of each block of ``variant``."""
+    if variant not in LITE_STAGES:
+        raise UsageError(f"{variant}: not an EfficientNet-Lite ({', '.join(LITE_STAGES)})")
     out, filters_in, i = [], 32, 0
-    for kernel, stride, expand, filters, repeats in LITE0_STAGES:
+    for kernel, stride, expand, filters, repeats in LITE_STAGES[variant]:
         for r in range(repeats):
             out.append((i, kernel, stride if r == 0 else 1, expand, filters_in, filters))
             filters_in, i = filters, i + 1
     return out
 
 
-def _lite0_from(x, first_block: int):
-    """Lite0's blocks from ``first_block`` on, then its head, applied to ``x``; -> pooled features."""
+def _lite_from(x, first_block: int, variant: str):
+    """The blocks of ``variant`` from ``first_block`` on, then its head, applied to ``x``; -> pooled features."""
     L = _keras().layers
     bn = dict(momentum=0.99, epsilon=1e-3)
-    for i, kernel, s, expand, filters_in, filters in _lite0_blocks()[first_block:]:
+    for i, kernel, s, expand, filters_in, filters in lite_blocks(variant)[first_block:]:
         skip = x
         if expand != 1:
             x = L.Conv2D(filters_in * expand, 1, use_bias=False, name=f"block{i}_expand")(x)
@@ -123,12 +133,17 @@ def _lite0_from(x, first_block: int):
     return L.GlobalAveragePooling2D(name="features")(x)
 
 
-def efficientnet_lite0(input_shape: tuple[int, int, int] = (224, 224, 3), name: str = "efficientnet_lite0"):
-    """EfficientNet-Lite0 up to its global-average-pooled 1280 features, taking pixels 0..255 (the
-    ImageNet normalization it was trained with is inside). Layer names follow the PyTorch checkpoint
-    (``stem``, ``block{i}_expand`` ...), so ``bench/convert_lite0.py`` can fill them."""
+def efficientnet_lite(variant: str = "efficientnet_lite0", input_shape: tuple[int, int, int] | None = None,
+                      name: str | None = None):
+    """EfficientNet-Lite ``variant`` up to its global-average-pooled 1280 features, taking pixels 0..255
+    (the ImageNet normalization it was trained with is inside; default input: its ImageNet side). Layer
+    names follow the PyTorch checkpoints (``stem``, ``block{i}_expand`` ...), so ``bench/convert_lite.py``
+    can fill them. The model is named ``variant`` unless ``name`` is given."""
     keras = _keras()
     L = keras.layers
+    lite_blocks(variant)  # an unknown variant fails here, before any layer is made
+    if input_shape is None:
+        input_shape = (LITE_SIZE[variant], LITE_SIZE[variant], 3)
     inputs = keras.Input(shape=input_shape, name="pixels")
     # (x / 255 - mean) / std as one per-channel Rescaling: constants, so exported graphs take pixels only
     x = L.Rescaling([1.0 / (255 * sd) for sd in IMAGENET_STD], offset=[-m / sd for m, sd in zip(IMAGENET_MEAN, IMAGENET_STD)],
@@ -136,15 +151,20 @@ def efficientnet_lite0(input_shape: tuple[int, int, int] = (224, 224, 3), name: 
     x = L.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = L.BatchNormalization(name="stem_bn", momentum=0.99, epsilon=1e-3)(x)
     x = L.ReLU(6.0, name="stem_relu")(x)
-    return keras.Model(inputs, _lite0_from(x, 0), name=name)
+    return keras.Model(inputs, _lite_from(x, 0, variant), name=name or variant)
 
 
-def efficientnet_lite0_top(first_block: int, input_shape: tuple[int, int, int], name: str = "lite0_top"):
-    """Lite0 from block ``first_block`` on (same layer names as :func:`efficientnet_lite0`), taking that
-    block's input activations: fine-tuning the top blocks on activations computed once."""
+def efficientnet_lite0(input_shape: tuple[int, int, int] = (224, 224, 3), name: str = "efficientnet_lite0"):
+    """EfficientNet-Lite0 (see :func:`efficientnet_lite`)."""
+    return efficientnet_lite("efficientnet_lite0", input_shape, name)
+
+
+def efficientnet_lite_top(variant: str, first_block: int, input_shape: tuple[int, int, int], name: str = "lite_top"):
+    """``variant`` from block ``first_block`` on (same layer names as :func:`efficientnet_lite`), taking
+    that block's input activations: fine-tuning the top blocks on activations computed once."""
     keras = _keras()
     inputs = keras.Input(shape=input_shape, name="activations")
-    return keras.Model(inputs, _lite0_from(inputs, first_block), name=name)
+    return keras.Model(inputs, _lite_from(inputs, first_block, variant), name=name)
 
 
 # ----------------------------------------------------------------------------- building
@@ -336,8 +356,8 @@ def load_weights(net, arch: str, weights: str, download: bool = False, log=None)
     if weights == "imagenet" and spec.app is None:
         n = _copy_by_name(backbone_layers(net), _lite0_source())
         if log:
-            log(f"{arch}: {n} layers from the ImageNet EfficientNet-Lite0 shipped in the built-in happy-sad model")
-        return "imagenet (EfficientNet-Lite0 shipped in the built-in happy-sad model)"
+            log(f"{arch}: {n} layers from the ImageNet EfficientNet-Lite0 shipped with happysad")
+        return "imagenet (EfficientNet-Lite0 shipped with happysad)"
     if weights == "imagenet":
         path = imagenet_path(arch)
         if not path.is_file():
@@ -382,9 +402,10 @@ def _md5(path: Path) -> str:
 
 
 def _lite0_source():
-    """EfficientNet-Lite0 with ImageNet weights, from the built-in photo model's scene member (a file that
-    ships with happysad, so loaded directly: this module sits below ``bundle``)."""
-    return _keras().models.load_model(_lite0_source_path(), compile=False, safe_mode=True)
+    """EfficientNet-Lite0 with the ImageNet weights that ship with happysad."""
+    net = efficientnet_lite0()
+    net.load_weights(str(_lite0_source_path()))
+    return net
 
 
 def _copy_by_name(layers, src) -> int:
@@ -485,9 +506,9 @@ def auto_arch(paths: Sequence[str | os.PathLike], sample: int = 60) -> tuple[str
 
 
 def _lite0_source_path() -> Path:
-    p = BUILTIN_DIR.joinpath(*LITE0_SOURCE) / "model.keras"
+    p = BUILTIN_DIR.joinpath(*LITE0_SOURCE)
     if not p.is_file():
-        raise UsageError(f"--arch efficientnet_lite0 --weights imagenet: the built-in model {p.parent} is not "
+        raise UsageError(f"--arch efficientnet_lite0 --weights imagenet: the shipped weights {p} are not "
                          "installed; give --weights PATH (an EfficientNet-Lite0 .weights.h5) or --weights none")
     return p
 

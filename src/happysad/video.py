@@ -9,7 +9,7 @@ Which model judges a face: a face model (``fer-happy-sad``) as it is; a photo mo
 default) through its face member. Where a model averages each face with its mirror image (the photo
 model's face member, or ``tta``), video shows it the face and the mirror image on alternate frames
 instead: the smoothing then averages both views at the cost of one. The photo model's scene member
-(EfficientNet-Lite0, ~90 ms a frame on 2 cores) is not run on video: it would cost five times the rest of
+(an EfficientNet-Lite, tens of ms a frame on 2 cores) is not run on video: it would cost five times the rest of
 the pipeline, and a clip's question is about the people in it. Frames without a face say so.
 
 Tracking: each track's next box is predicted from its last two (constant velocity); detections are

