@@ -231,6 +231,27 @@ def test_the_emotions_member_is_optional(photo_model, photos, tmp_path):
     assert r["face_found"] and set(r["branches"]) == {"face", "scene"}
 
 
+def test_look_cuts_each_face_once_when_both_face_members_see_it_alike(photos, monkeypatch):
+    """fer-emotion7 and fer-happy-sad crop faces alike, so training cuts each face once for both, and the
+    emotions member's image-level figures are the same as with a second cut."""
+    from happysad import faces
+    from happysad.backbones import efficientnet_lite
+
+    base, emo = bundle.load("fer-happy-sad"), bundle.load("fer-emotion7")
+    paths = [str(photos / "happy" / f"happy_{i:02d}.jpg") for i in range(3)]
+    cuts = []
+    real = faces.face_inputs
+    monkeypatch.setattr(faces, "face_inputs", lambda *a, **k: cuts.append(a[2]) or real(*a, **k))
+    look = lambda: tp.look(paths, efficientnet_lite("efficientnet_lite0", (64, 64, 3)), tp.FaceNet(base.model),  # noqa: E731
+                           (48, 48), base.pil_mode, tp.face_settings(base.meta), emotions=emo)[0]
+    once = look()
+    assert len(cuts) == 3
+    emo.meta = {**emo.meta, "faces": {**emo.meta["faces"], "margin": emo.meta["faces"]["margin"] + 1e-9}}
+    twice = look()  # settings that differ (by a hair) cut the faces again, separately
+    assert len(cuts) == 9
+    np.testing.assert_allclose(once["crop_emotions"], twice["crop_emotions"], atol=1e-5)
+
+
 def test_no_faces_leaves_the_face_branch_out(photo_model, photos):
     r = Predictor(photo_model.model_dir, faces=False).predict([str(photos / "happy" / "happy_00.jpg")])[0]
     assert r["face_found"] is False and r["branches"]["face"] is None and r["decided_by"] == "scene"

@@ -262,6 +262,8 @@ def look(paths: Sequence[str], backbone, facenet: FaceNet, face_size: tuple[int,
     # the emotions member as the photo model runs it: each crop averaged with its mirror image
     emotion_judge = Predictor(emotions, batch_size=256, tta=True, faces=False) if emotions is not None else None
     side = scene_side(backbone)
+    same_crops = emotions is not None and (tuple(emotions.image_size[::-1]), emotions.pil_mode, emo_cfg) == (
+        (w, h), face_mode, face_cfg)
 
     def prepare(path):
         try:
@@ -269,7 +271,9 @@ def look(paths: Sequence[str], backbone, facenet: FaceNet, face_size: tuple[int,
             found = photo.find_faces(det, img, MAX_FACES)
             crops = faces.face_inputs(img, found, (w, h), face_mode, face_cfg) if found else _no_crops((w, h), face_mode)
             emo = None
-            if emotions is not None:
+            if same_crops:  # the emotions member sees the faces as the face member does: cut them once
+                emo = crops
+            elif emotions is not None:
                 eh, ew = emotions.image_size
                 emo = (faces.face_inputs(img, found, (ew, eh), emotions.pil_mode, emo_cfg) if found
                        else _no_crops((ew, eh), emotions.pil_mode))
