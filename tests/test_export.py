@@ -69,6 +69,24 @@ def test_export_default_out_beside_run(trained_run, tmp_path):
     assert bundle.resolve(run)[0].suffix == ".keras"
 
 
+def test_an_export_into_the_models_own_folder_does_not_shadow_its_meta_json(trained_run, tmp_path):
+    """model.keras + meta.json exported to model.onnx in the same folder: the Keras model keeps reading
+    meta.json (later edits included), the ONNX file its own model.json."""
+    import shutil
+
+    _, res = trained_run
+    folder = tmp_path / "m"
+    folder.mkdir()
+    shutil.copy(res.run_dir / "weights" / "best.keras", folder / "model.keras")
+    shutil.copy(res.run_dir / "meta.json", folder / "meta.json")
+    export.export(folder / "model.keras", "onnx", folder / "model.onnx")
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "name": "edited after the export"}))
+    assert bundle.resolve(folder) == (folder / "model.keras", folder / "meta.json")
+    assert bundle.load(folder).meta["name"] == "edited after the export"
+    assert bundle.resolve(folder / "model.onnx") == (folder / "model.onnx", folder / "model.json")
+
+
 def test_export_errors(trained_run, exported, tmp_path):
     _, res = trained_run
     with pytest.raises(UsageError, match="suffix does not match"):
