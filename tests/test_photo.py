@@ -4,6 +4,7 @@ astronaut), so that the plumbing is checked on data the project makes: which bra
 saved, that loading reproduces the trainer's predictions exactly, and that bad files fail in one line."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -73,6 +74,10 @@ def test_backbone_weights_pick_the_variant_they_fit_and_anything_else_is_one_lin
         efficientnet_lite(arch).save_weights(tmp_path / f"{arch}.weights.h5")
         net = tp.backbone_from(None, tmp_path / f"{arch}.weights.h5")
         assert net.name == arch and tp.scene_side(net) == (tp.LITE_SIZE[arch],) * 2
+    os.mkfifo(tmp_path / "fifo.weights.h5")
+    for odd in ("fifo.weights.h5", "missing.weights.h5", "."):  # refused before anything is opened
+        with pytest.raises(HappysadError, match="no such file"):
+            tp.backbone_from(None, tmp_path / odd)
     (tmp_path / "x.weights.h5").write_bytes(b"not hdf5")
     with pytest.raises(HappysadError, match=r"^--backbone-weights \S+x.weights.h5: not the weights of") as e:
         tp.backbone_from(None, tmp_path / "x.weights.h5")

@@ -181,6 +181,8 @@ def backbone_from(ref: str | os.PathLike | None, weights: str | os.PathLike | No
     filled from ``weights`` (a ``.weights.h5`` written by bench/convert_lite.py; the variant is the one
     whose layers the file fits) or taken from the scene member of photo model ``ref``."""
     if weights is not None:
+        if not Path(weights).is_file():  # a folder, a FIFO or nothing: never opened (a FIFO would block)
+            raise UsageError(f"--backbone-weights {weights}: no such file (a .weights.h5 from bench/convert_lite.py)")
         why = ""
         for arch in SCENE_TUNING:  # by layer name and shape: Keras's own loading can half-fill another variant
             net = efficientnet_lite(arch)
