@@ -50,12 +50,29 @@ def test_teacher_logits_give_its_probabilities_back():
     assert np.allclose(probs[:, 1], [0.2, 0.8], atol=1e-5)
 
 
+def test_a_consistent_teacher_labels_the_view_the_student_sees():
+    """With consistent teaching each batch's soft targets are the teacher's answer on the augmented view;
+    the hard-label part is kept."""
+    import tensorflow as tf
+
+    teacher = lambda v, training=False: tf.reduce_mean(v, axis=[1, 2, 3])[:, None] / 255  # noqa: E731
+    invert = lambda v, training=False: 255.0 - v  # noqa: E731  a stand-in augmentation
+    x = np.stack([np.full((8, 8, 1), v, np.uint8) for v in (51, 204)])
+    y = np.array([[1, 0, 1, 0, 0], [0, 1, 1, 0, 0]], np.float32)  # one-hot | has label | teacher logits
+    view, target = distill.consistent_targets(invert, teacher, sigmoid=True, n_classes=2)(tf.constant(x), tf.constant(y))
+    np.testing.assert_allclose(view.numpy()[:, 0, 0, 0], [204, 51])
+    np.testing.assert_array_equal(target.numpy()[:, :3], y[:, :3])
+    z = target.numpy()[:, 3:]
+    probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    np.testing.assert_allclose(probs[:, 1], [0.8, 0.2], atol=1e-5)  # the inverted images' means
+
+
 @pytest.fixture(scope="module")
 def student(tmp_path_factory):
     root = tmp_path_factory.mktemp("distill")
     data = demo.make_dataset(root / "faces", n_per_class=16, seed=3, size=48)
     extra = demo.make_dataset(root / "unlabelled", n_per_class=4, seed=4, size=48)
-    cfg = distill.DistillConfig(width=8, epochs=2, batch_size=16)
+    cfg = distill.DistillConfig(width=8, epochs=2, batch_size=16, consistent=True)
     res = distill.distill(data, root / "student", "fer-happy-sad", config=cfg, extra=[extra], val_data=data)
     return data, res
 
@@ -67,9 +84,18 @@ def test_distill_saves_a_tiny_model_with_its_int8_copy(student):
     meta = json.loads((res.model_dir / "meta.json").read_text())
     assert meta["arch"] == "tiny" and meta["classes"] == ["happy", "sad"]
     assert meta["train"]["teacher"] == "fer-happy-sad" and meta["train"]["params"] == res.params
+    assert meta["train"]["consistent"] is True
     assert meta["faces"] == bundle.load("fer-happy-sad").meta["faces"]  # crops faces as its teacher does
     assert meta["fast_runtime"]["file"] == distill.FAST_NAME and (res.model_dir / distill.FAST_NAME).is_file()
     assert len((res.model_dir / distill.LOG_NAME).read_text().splitlines()) == 2
+
+
+def test_the_teacher_can_label_each_clean_image_once_instead(student, tmp_path):
+    data, _ = student
+    cfg = distill.DistillConfig(width=8, epochs=1, batch_size=16, fast_runtime=False)
+    res = distill.distill(data, tmp_path / "once", "fer-happy-sad", config=cfg)
+    assert [r["epoch"] for r in res.history] == [1] and res.int8_agreement is None
+    assert json.loads((res.model_dir / "meta.json").read_text())["train"]["consistent"] is False
 
 
 def test_the_fast_copy_answers_like_the_keras_model(student):

@@ -786,7 +786,8 @@ def cmd_distill(args) -> int:
     cfg = distill.DistillConfig(width=args.width, epochs=args.epochs, batch_size=args.batch_size,
                                 temperature=args.temperature, soft_weight=args.soft_weight,
                                 learning_rate=args.lr, warmup_epochs=args.warmup_epochs, seed=args.seed,
-                                fast_runtime=args.fast_runtime, init_from=args.init_from)
+                                fast_runtime=args.fast_runtime, init_from=args.init_from,
+                                consistent=args.consistent_teacher)
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     res = distill.distill(args.data, args.out, args.teacher, config=cfg, extra=args.extra or (),
                           val_data=args.val_data, log=log)
@@ -827,6 +828,8 @@ def _add_distill_parser(add) -> None:
                     help="epochs of rising learning rate before the cosine decay (default %(default)s)")
     sp.add_argument("--seed", type=int_range(0, SEED_MAX), default=d.seed, help="default %(default)s")
     sp.add_argument("--init-from", metavar="MODEL", help="continue from this student's weights (same --width)")
+    sp.add_argument("--consistent-teacher", action="store_true", help="the teacher labels each augmented view "
+                    "the student sees (one teacher pass per batch), not each clean image once")
     sp.add_argument("--fast-runtime", action=argparse.BooleanOptionalAction, default=True,
                     help="also write the int8 LiteRT copy that predict/serve run when LiteRT is there (default on)")
     sp.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,7 +1,8 @@
 """Knowledge distillation: train a small, fast student to copy a bigger teacher model.
 
 The teacher labels every training image once (the average of its probabilities on the image and its
-mirror image, so that flipping during training keeps the target right). The student, the ``tiny``
+mirror image, so that flipping during training keeps the target right), or, with ``consistent``, each
+augmented view as the student sees it (a teacher pass per batch; Beyer et al. 2022). The student, the ``tiny``
 architecture of ``model.py``, is trained on
 
     loss = soft_weight * T^2 * KL(teacher at T || student at T) + (1 - soft_weight) * cross-entropy(label)
@@ -52,6 +53,7 @@ class DistillConfig:
     seed: int = 0
     fast_runtime: bool = True
     init_from: str | None = None  # a student to continue from (same width and classes)
+    consistent: bool = False  # the teacher labels each augmented view the student sees, not the clean image
 
 
 @dataclass
@@ -111,10 +113,33 @@ def teacher_logits(model, x: np.ndarray, sigmoid: bool, batch_size: int = 256) -
         xb = x[i:i + batch_size].astype(np.float32)
         p = (np.asarray(model.predict_on_batch(xb)) + np.asarray(model.predict_on_batch(xb[:, :, ::-1]))) / 2
         probs.append(p.reshape(len(xb), -1))
-    p = np.clip(np.concatenate(probs).astype(np.float64), PROB_FLOOR, 1 - PROB_FLOOR)
+    return np.asarray(as_logits(np.concatenate(probs), sigmoid), np.float32)
+
+
+def as_logits(p, sigmoid: bool):
+    """Teacher probabilities (n, 1) sigmoid or (n, K) softmax as logits over all classes (see
+    :func:`teacher_logits`), with Keras ops: for NumPy arrays and for tensors inside a tf.data map."""
+    from keras import ops
+
+    p = ops.clip(ops.cast(p, "float32"), PROB_FLOOR, 1 - PROB_FLOOR)
     if sigmoid:
-        return np.stack([np.zeros(len(p)), np.log(p[:, 0] / (1 - p[:, 0]))], 1).astype(np.float32)
-    return np.log(p).astype(np.float32)
+        return ops.concatenate([ops.zeros_like(p[:, :1]), ops.log(p[:, :1] / (1 - p[:, :1]))], axis=1)
+    return ops.log(p)
+
+
+def consistent_targets(augment, teacher, sigmoid: bool, n_classes: int):
+    """A tf.data map for "consistent teaching" (Beyer et al. 2022, "Knowledge distillation: a good
+    teacher is patient and consistent"): each batch is augmented once and the teacher labels that very
+    view, so the student copies the teacher's function on what it sees rather than on the clean image.
+    ``(pixels, packed targets) -> (view, targets with the teacher part replaced)``."""
+    import tensorflow as tf
+
+    def view_and_teach(x, y):
+        view = augment(tf.cast(x, tf.float32), training=True)
+        zt = as_logits(teacher(view, training=False), sigmoid)
+        return view, tf.concat([y[:, :n_classes + 1], tf.cast(zt, y.dtype)], axis=1)
+
+    return view_and_teach
 
 
 def distillation_loss(n_classes: int, temperature: float, soft_weight: float):
@@ -214,9 +239,11 @@ def distill(data: str | os.PathLike, out: str | os.PathLike, teacher: str | os.P
                    loss=distillation_loss(k, cfg.temperature, cfg.soft_weight))
     augment = datamod.augmenter(cfg.seed)
     augment(tf.zeros((1, *x.shape[1:])), training=True)
+    view = (consistent_targets(augment, tb.model, sigmoid, k) if cfg.consistent
+            else (lambda a, b: (augment(tf.cast(a, tf.float32), training=True), b)))
     ds = (tf.data.Dataset.from_tensor_slices((xa, target)).shuffle(len(xa), seed=cfg.seed)
           .batch(cfg.batch_size)
-          .map(lambda a, b: (augment(tf.cast(a, tf.float32), training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+          .map(view, num_parallel_calls=tf.data.AUTOTUNE)
           .prefetch(tf.data.AUTOTUNE))
 
     out.mkdir(parents=True, exist_ok=True)
