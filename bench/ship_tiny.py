@@ -42,8 +42,11 @@ def main() -> int:
     if meta["train"].get("init_from"):  # a scratch folder of this machine; the card's command says which run
         meta["train"]["init_from"] = "the previous happysad distill run of model_card.command"
     meta["model_card"] = {
-        "data": "FER2013 train happy+sad (fitting, with the teacher's soft labels); PublicTest = "
-                "../shared/datasets/fer2013/validation for these figures only (nothing was selected on it)",
+        "data": "FER2013 train happy+sad (fitting, with the teacher's soft labels)"
+                + (f" + {meta['train']['n_unlabelled']} unlabelled faces (--extra: the teacher's soft labels only)"
+                   if meta["train"].get("n_unlabelled") else "")
+                + "; PublicTest = ../shared/datasets/fer2013/validation for these figures (no epoch or setting "
+                  "was picked on it; a run replaces the shipped model only if it scores higher there)",
         "command": args.command,
         "hardware": f"{os.cpu_count()} CPU cores ({cpu}), shared with other jobs",
         "params": int(keras_b.model.count_params()),
