@@ -68,12 +68,13 @@ def test_the_scene_branch_tunes_the_last_two_blocks_from_the_activations_look_ke
 
 
 def test_backbone_weights_pick_the_variant_they_fit_and_anything_else_is_one_line(tmp_path):
+    from happysad import backbones
     from happysad.backbones import efficientnet_lite
 
     for arch in tp.SCENE_TUNING:
         efficientnet_lite(arch).save_weights(tmp_path / f"{arch}.weights.h5")
         net = tp.backbone_from(None, tmp_path / f"{arch}.weights.h5")
-        assert net.name == arch and tp.scene_side(net) == (tp.LITE_SIZE[arch],) * 2
+        assert net.name == arch and tp.scene_side(net) == (backbones.LITE_SIZE[arch],) * 2
     os.mkfifo(tmp_path / "fifo.weights.h5")
     for odd in ("fifo.weights.h5", "missing.weights.h5", "."):  # refused before anything is opened
         with pytest.raises(HappysadError, match="no such file"):

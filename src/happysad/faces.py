@@ -14,6 +14,7 @@ Everything is deterministic: the same image gives the same boxes and the same cr
 from __future__ import annotations
 
 import csv
+import json
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -326,6 +327,17 @@ def face_inputs(image: Image.Image, faces: list[Face], size: tuple[int, int], mo
         whole = image.convert(mode).resize(size, Image.BILINEAR)
         return np.asarray(whole, np.uint8).reshape(1, size[1], size[0], -1)
     return crops(image, faces, size, mode, **crop_options(cfg))
+
+
+def face_inputs_once(image: Image.Image, faces: list[Face], size: tuple[int, int], mode: str, cfg: dict,
+                     cut: dict) -> np.ndarray:
+    """:func:`face_inputs`, reusing crops already in ``cut`` (one dict per photo) for the same size, mode
+    and settings: two face models that see faces alike (a photo model's face and emotions members) share
+    one cut."""
+    key = (tuple(size), mode, json.dumps(cfg, sort_keys=True, default=str))
+    if key not in cut:
+        cut[key] = face_inputs(image, faces, size, mode, cfg)
+    return cut[key]
 
 
 PALETTE = ["#1f9d55", "#d6336c", "#1c7ed6", "#f59f00", "#7048e8", "#0ca678", "#e8590c", "#495057"]

@@ -7,7 +7,6 @@ than calling the model eagerly on single images).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -287,10 +286,7 @@ class PhotoPredictor(Predictor):
         """The faces as ``member`` sees them; crops already cut for the same size, mode and settings
         (``cut``) are reused."""
         h, w = member.bundle.image_size
-        key = (w, h, member.bundle.pil_mode, json.dumps(cfg, sort_keys=True, default=str))
-        if key not in cut:
-            cut[key] = face_tools.face_inputs(img, found, (w, h), member.bundle.pil_mode, cfg)
-        return cut[key]
+        return face_tools.face_inputs_once(img, found, (w, h), member.bundle.pil_mode, cfg, cut)
 
     def branch_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, list, np.ndarray | None]:
         """-> (scene probabilities, the faces' image-level probabilities or None, per-face probabilities,

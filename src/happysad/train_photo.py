@@ -39,7 +39,7 @@ import numpy as np
 from . import bundle, faces, files, images, photo
 from .errors import UsageError
 from .folders import list_classes, list_items
-from .backbones import LITE_SIZE, efficientnet_lite, efficientnet_lite_top, load_h5_by_name
+from .backbones import efficientnet_lite, efficientnet_lite_top, load_h5_by_name
 from .faces import face_settings
 from .predict import MAX_FACES, Predictor, image_probabilities, probabilities
 
@@ -264,20 +264,18 @@ def look(paths: Sequence[str], backbone, facenet: FaceNet, face_size: tuple[int,
     # the emotions member as the photo model runs it: each crop averaged with its mirror image
     emotion_judge = Predictor(emotions, batch_size=256, tta=True, faces=False) if emotions is not None else None
     side = scene_side(backbone)
-    same_crops = emotions is not None and (tuple(emotions.image_size[::-1]), emotions.pil_mode, emo_cfg) == (
-        (w, h), face_mode, face_cfg)
 
     def prepare(path):
         try:
             img = photo.whole_image(path)
             found = photo.find_faces(det, img, MAX_FACES)
-            crops = faces.face_inputs(img, found, (w, h), face_mode, face_cfg) if found else _no_crops((w, h), face_mode)
+            cut: dict = {}  # the emotions member shares the face member's crops when it sees faces alike
+            crops = (faces.face_inputs_once(img, found, (w, h), face_mode, face_cfg, cut) if found
+                     else _no_crops((w, h), face_mode))
             emo = None
-            if same_crops:  # the emotions member sees the faces as the face member does: cut them once
-                emo = crops
-            elif emotions is not None:
+            if emotions is not None:
                 eh, ew = emotions.image_size
-                emo = (faces.face_inputs(img, found, (ew, eh), emotions.pil_mode, emo_cfg) if found
+                emo = (faces.face_inputs_once(img, found, (ew, eh), emotions.pil_mode, emo_cfg, cut) if found
                        else _no_crops((ew, eh), emotions.pil_mode))
             return (img.size, found, photo.scene_pixels(img, side), crops, emo), None
         except images.ImageError as e:
