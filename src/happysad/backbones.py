@@ -92,7 +92,6 @@ LITE_STAGES = {
                            (5, 1, 6, 120, 4), (5, 2, 6, 208, 5), (3, 1, 6, 352, 1)),
 }
 LITE_SIZE = {"efficientnet_lite0": 224, "efficientnet_lite2": 260}  # the ImageNet input side of each
-LITE0_STAGES = LITE_STAGES["efficientnet_lite0"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE0_FEATURES = 1280
@@ -154,11 +153,6 @@ def efficientnet_lite(variant: str = "efficientnet_lite0", input_shape: tuple[in
     return keras.Model(inputs, _lite_from(x, 0, variant), name=name or variant)
 
 
-def efficientnet_lite0(input_shape: tuple[int, int, int] = (224, 224, 3), name: str = "efficientnet_lite0"):
-    """EfficientNet-Lite0 (see :func:`efficientnet_lite`)."""
-    return efficientnet_lite("efficientnet_lite0", input_shape, name)
-
-
 def efficientnet_lite_top(variant: str, first_block: int, input_shape: tuple[int, int, int], name: str = "lite_top"):
     """``variant`` from block ``first_block`` on (same layer names as :func:`efficientnet_lite`), taking
     that block's input activations: fine-tuning the top blocks on activations computed once."""
@@ -190,7 +184,7 @@ def build(arch: str, input_shape: tuple[int, int, int], n_classes: int):
     if min(input_shape[:2]) < 32:
         raise UsageError(f"--arch {arch} needs --img-size >= 32 (it is {min(input_shape[:2])})")
     if spec.app is None:
-        body = efficientnet_lite0(input_shape, name=arch)
+        body = efficientnet_lite(arch, input_shape)
         inputs, x = body.inputs, body.output  # pooled already (layer "features")
     else:
         inputs = keras.Input(shape=input_shape, name="pixels")
@@ -354,7 +348,7 @@ def load_weights(net, arch: str, weights: str, download: bool = False, log=None)
     if weights == "none":
         return "none (random initialisation)"
     if weights == "imagenet" and spec.app is None:
-        n = _copy_by_name(backbone_layers(net), _lite0_source())
+        n = load_h5_by_name(backbone_layers(net), _lite0_source_path(), arch)
         if log:
             log(f"{arch}: {n} layers from the ImageNet EfficientNet-Lite0 shipped with happysad")
         return "imagenet (EfficientNet-Lite0 shipped with happysad)"
@@ -399,22 +393,6 @@ def _md5(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _lite0_source():
-    """EfficientNet-Lite0 with the ImageNet weights that ship with happysad."""
-    net = efficientnet_lite0()
-    net.load_weights(str(_lite0_source_path()))
-    return net
-
-
-def _copy_by_name(layers, src) -> int:
-    n = 0
-    for layer in layers:
-        if layer.weights:
-            layer.set_weights(src.get_layer(layer.name).get_weights())
-            n += 1
-    return n
 
 
 def _h5_layers(f) -> dict:
