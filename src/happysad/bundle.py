@@ -284,11 +284,10 @@ def resolve(ref: str | os.PathLike) -> tuple[Path, Path]:
     if p.is_file():
         # An exported file: MODEL.json beside it first, the most specific (export.py writes one). A Keras
         # model: its folder's meta.json first, so an export into that folder cannot shadow it.
-        exported = p.suffix.lower() != ".keras"
-        for meta in (p.with_suffix(".json") if exported else None, p.parent / META_NAME,
-                     p.parent.parent / META_NAME if p.parent.name == "weights" else None,
-                     None if exported else p.with_suffix(".json")):
-            if meta is not None and meta.is_file():
+        own = [p.parent / META_NAME] + ([p.parent.parent / META_NAME] if p.parent.name == "weights" else [])
+        beside = [p.with_suffix(".json")]
+        for meta in (own + beside if p.suffix.lower() == ".keras" else beside + own):
+            if meta.is_file():
                 return p, meta
         raise HappysadError(f"{p}: no meta.json beside it (a model needs its meta.json to know its "
                             "classes and input size)")
