@@ -304,14 +304,21 @@ def crops(image: Image.Image, faces: list[Face], size: tuple[int, int], mode: st
 
 
 CROP_OF_A_FACE = 0.75  # a face whose crop would span this share of the photo's shorter side: the photo is the crop
+# No face found in an image this small (pixels, each side): a face dataset's crop (FER2013's and CK+48's
+# are 48x48), not a photo; the smallest of the 4,596 shared web photos is 64 px.
+TINY_SIDE = 60
 
 
 def is_face_crop(image: Image.Image, faces: list[Face], margin: float = MARGIN) -> bool:
     """True for a photo that already is a face crop (one face whose framed crop would cover most of it:
-    FER2013-style crops, passport photos, tight close-ups). Such a photo is judged whole, as the face
-    models were trained on crops like it; cutting it again would only zoom in on part of the face.
-    On 279 FER2013 crops where a face was found, the median ratio is 1.03, the 10th percentile 0.78."""
-    return bool(frames_the_photo(len(faces), max(faces[0].box[2:]) if faces else 0, min(image.size), margin))
+    FER2013-style crops, passport photos, tight close-ups), and for an image where no face was found
+    that is at most ``TINY_SIDE`` pixels each way (a face the detector missed in a crop that small).
+    Such a photo is judged whole, as the face models were trained on crops like it; cutting it again
+    would only zoom in on part of the face. On 279 FER2013 crops where a face was found, the median
+    ratio is 1.03, the 10th percentile 0.78."""
+    if not faces:
+        return max(image.size) <= TINY_SIDE
+    return bool(frames_the_photo(len(faces), max(faces[0].box[2:]), min(image.size), margin))
 
 
 def frames_the_photo(n_faces, face_side, photo_side, margin: float = MARGIN):

@@ -295,6 +295,7 @@ class PhotoPredictor(Predictor):
         pixels = photo.scene_pixels(img, self.scene.bundle.image_size)[None].astype(np.float32)
         k = len(self.classes)
         per_face, per_face_emotions, cut = np.zeros((0, k)), None, {}
+        face = None
         with self._lock:
             scene = self.scene.predict_arrays(pixels)[0]
             if found:
@@ -302,8 +303,10 @@ class PhotoPredictor(Predictor):
                 if self.emotions is not None:
                     per_face_emotions = self.emotions.predict_arrays(
                         self._crops(self.emotions, img, found, self.emotion_cfg, cut))
+            elif self.faces and face_tools.is_face_crop(img, found):  # a face crop too small for the detector
+                face = self.face.predict_arrays(self._crops(self.face, img, found, self.face_cfg, cut))[0]
         weights = [f.area * f.score for f in found]
-        face = image_probabilities(per_face, weights) if found else None
+        face = image_probabilities(per_face, weights) if found else face
         emotions = image_probabilities(per_face_emotions, weights) if per_face_emotions is not None else None
         return scene, face, per_face, found, emotions
 
@@ -315,7 +318,8 @@ class PhotoPredictor(Predictor):
                                   min(img.size), max((f.score for f in found), default=0.0), emotions, n_emotions)
         prep = Prepared(x[None], img.size, found, {"scene": scene, "face": face, "emotions": emotions})
         prep.branches["per_face"] = per_face
-        prep.branches["face_crop"] = face_tools.is_face_crop(img, found, self.face_cfg.get("margin", face_tools.MARGIN))
+        prep.branches["face_crop"] = face is not None and face_tools.is_face_crop(
+            img, found, self.face_cfg.get("margin", face_tools.MARGIN))
         return prep
 
     def predict_arrays(self, x: np.ndarray, pad: bool = True) -> np.ndarray:
