@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from happysad import bundle, cli, photo
+from happysad import bundle, cli, faces, photo
 from happysad import train_photo as tp
 from happysad.errors import HappysadError
 from happysad.evaluate import evaluate
@@ -128,6 +128,24 @@ def test_decided_by_names_the_branch_that_pushed_the_label():
     assert photo.decided_by(fusion(0.1, 5.0), x, 1) == "face"
 
 
+def test_cross_validation_reports_each_large_group_out_of_fold():
+    """Per source (a --groups group of at least PER_GROUP_MIN photos): the photo model's out-of-fold
+    accuracy on it, from the same predictions as the overall figure; smaller groups get none."""
+    rng = np.random.default_rng(1)
+    groups = np.array(["a"] * 30 + ["b"] * 25 + ["c"] * 20 + ["d"] * 5)
+    n = len(groups)
+    labels = np.arange(n) % 2
+    scene = np.where(labels[:, None] == np.arange(2), 0.7, 0.3)
+    scene[rng.random(n) < 0.2] = [[0.5, 0.5]]
+    f = tp.Facts([f"p{i}.jpg" for i in range(n)], labels, groups, np.full((n, 2), 100), np.zeros((n, 4)),
+                 np.zeros((n, 4)), np.zeros(n, int), np.zeros((n, tp.MAX_FACES, 5)), np.zeros((0, 4)), np.zeros(0, int))
+    cv = tp.oof_scores(f, 2, scene, [None] * n, 3)
+    assert set(cv["per_group"]) == {"a", "b", "c"}
+    hit = cv["_oof"].argmax(1) == labels
+    for g in ("a", "b", "c"):
+        assert cv["per_group"][g] == {"n": int((groups == g).sum()), "accuracy": round(float(hit[groups == g].mean()), 4)}
+
+
 # ----------------------------------------------------------------------------- a photo model trained here
 
 def compose(face: Image.Image | None, rng: np.random.Generator, tint: tuple[int, int, int]) -> Image.Image:
@@ -240,7 +258,6 @@ def test_the_emotions_member_is_optional(photo_model, photos, tmp_path):
 def test_look_cuts_each_face_once_when_both_face_members_see_it_alike(photos, monkeypatch):
     """fer-emotion7 and fer-happy-sad crop faces alike, so training cuts each face once for both, and the
     emotions member's image-level figures are the same as with a second cut."""
-    from happysad import faces
     from happysad.backbones import efficientnet_lite
 
     base, emo = bundle.load("fer-happy-sad"), bundle.load("fer-emotion7")
@@ -261,6 +278,25 @@ def test_look_cuts_each_face_once_when_both_face_members_see_it_alike(photos, mo
 def test_no_faces_leaves_the_face_branch_out(photo_model, photos):
     r = Predictor(photo_model.model_dir, faces=False).predict([str(photos / "happy" / "happy_00.jpg")])[0]
     assert r["face_found"] is False and r["branches"]["face"] is None and r["decided_by"] == "scene"
+
+
+def test_a_face_crop_too_small_for_the_detector_is_judged_whole_by_the_face_member(photo_model, tmp_path):
+    """No face found in an image of at most faces.TINY_SIDE pixels each way (FER2013 and CK+48 crops are
+    48x48): it is a face crop, so the face member judges it whole, as face models do; an image one pixel
+    larger is a photo like any other, and without face detection the scene judges both."""
+    rng = np.random.default_rng(3)
+    tiny, small = tmp_path / "tiny.png", tmp_path / "small.png"
+    side = faces.TINY_SIDE
+    Image.fromarray(rng.integers(90, 110, (side, side - 12), dtype=np.uint8)).save(tiny)
+    Image.fromarray(rng.integers(90, 110, (side + 1, side + 1), dtype=np.uint8)).save(small)
+    r_tiny, r_small = Predictor(photo_model.model_dir).predict([str(tiny), str(small)])
+    whole = Predictor(photo_model.model_dir / "face", faces=False).predict([str(tiny)])[0]
+    assert not r_tiny["face_found"] and r_tiny["decided_by"] == "face"
+    assert r_tiny["probabilities"] == pytest.approx(whole["probabilities"], abs=1e-5)
+    assert r_tiny["branches"]["face"] == pytest.approx(whole["probabilities"], abs=1e-5)
+    assert not r_small["face_found"] and r_small["decided_by"] == "scene" and r_small["branches"]["face"] is None
+    off = Predictor(photo_model.model_dir, faces=False).predict([str(tiny)])[0]
+    assert off["decided_by"] == "scene" and off["branches"]["face"] is None
 
 
 def test_evaluate_reports_accuracy_with_and_without_a_face(photo_model, photos):

@@ -278,6 +278,8 @@ def cmd_train_photo(args) -> int:
             for name in ("photo_model", "scene_branch", "face_else_scene"):
                 r = run.cv[name]
                 print(f"  {name:<16} accuracy {r['accuracy']}  (face found {r['face_found']}, no face {r['no_face']})")
+            for group, r in sorted(run.cv.get("per_group", {}).items(), key=lambda t: t[1]["accuracy"]):
+                print(f"  group {group}: photo model accuracy {r['accuracy']} on {r['n']} photos")
         print(f"next: happysad evaluate HELD_OUT_PHOTOS --model {run.model_dir}")
     return 0
 

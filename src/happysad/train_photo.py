@@ -60,6 +60,7 @@ FACE_TUNE_CONVS = 3  # the face model's last three convolutions (and a new head)
 FACE_TUNE_EPOCHS = 3
 FACE_TUNE_LR = 1e-4
 FOLDS = 5
+PER_GROUP_MIN = 20  # photos a group needs for its own figure in the cross-validation (fewer: noise)
 FACE_DATA_MAX = 3000  # --face-data crops mixed into the face head's training
 BIG_FACE = 0.5        # faces at least this fraction of the largest face's side take the photo's label
 FACE_MODEL = "fer-happy-sad"  # the built-in face model the face branch starts from
@@ -560,8 +561,9 @@ def predict_parts(parts: Parts, f: Facts) -> tuple[np.ndarray, np.ndarray, list]
 
 
 def oof_scores(f: Facts, k: int, scene: np.ndarray, face: list, folds: int, l2: float = FUSION_L2) -> dict:
-    """Grouped k-fold figures from out-of-fold branch outputs: each fold's photos are judged by branch
-    heads fitted without that fold's groups, fused by a fusion fitted on the other folds' photos only
+    """Grouped k-fold figures from out-of-fold branch outputs (overall, by face found or not, per fold,
+    and the photo model's per group of at least ``PER_GROUP_MIN`` photos): each fold's photos are judged
+    by branch heads fitted without that fold's groups, fused by a fusion fitted on the other folds' photos only
     (cross-validated stacking; the branch heads that made those other folds' rows did see this fold's
     photos, which can only tell the fusion how much to trust a branch, never a label of this fold)."""
     fold = group_folds(f.groups, f.labels, folds)
@@ -584,6 +586,9 @@ def oof_scores(f: Facts, k: int, scene: np.ndarray, face: list, folds: int, l2: 
         out[name] = {"accuracy": hit(p, every), "face_found": hit(p, found), "no_face": hit(p, ~found),
                      "per_fold": [hit(p, fold == j) for j in np.unique(fold)]}
     out["fold_groups"] = {int(j): sorted(set(f.groups[fold == j].tolist())) for j in np.unique(fold)}
+    names, counts = np.unique(f.groups, return_counts=True)
+    out["per_group"] = {str(g): {"n": int(c), "accuracy": hit(fused, f.groups == g)}
+                        for g, c in zip(names, counts) if c >= PER_GROUP_MIN}
     out["_oof"] = fused
     return out
 
