@@ -275,6 +275,35 @@ def test_look_cuts_each_face_once_when_both_face_members_see_it_alike(photos, mo
     np.testing.assert_allclose(once["crop_emotions"], twice["crop_emotions"], atol=1e-5)
 
 
+def test_training_judges_a_tiny_face_crop_whole_as_prediction_does(photos, tmp_path):
+    """An image too small for the detector (no face found, at most faces.TINY_SIDE pixels each way) is a
+    face crop at prediction time, so training looks at it the same way: the face member's input is the
+    whole image, the face branch's figure for the photo is that crop's, and the face-crop rule lets it
+    decide in the cross-validation, as PhotoPredictor lets it decide in predict."""
+    from happysad.backbones import efficientnet_lite
+
+    rng = np.random.default_rng(3)
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(rng.integers(90, 110, (faces.TINY_SIDE, 40), dtype=np.uint8)).save(tiny)
+    paths = [str(tiny), str(photos / "sad" / "sad_00.jpg"), str(photos / "happy" / "happy_00.jpg")]
+    base = bundle.load("fer-happy-sad")
+    arrays, bad = tp.look(paths, efficientnet_lite("efficientnet_lite0", (64, 64, 3)), tp.FaceNet(base.model),
+                          (48, 48), base.pil_mode, tp.face_settings(base.meta))
+    assert not bad and arrays["n_faces"].tolist() == [0, 0, 1]
+    assert arrays["crop_owner"].tolist() == [0, 2]  # the tiny image's whole-image crop, then the face
+    f = tp.Facts(paths, np.array([1, 1, 0]), np.array(["a", "b", "c"]),
+                 **{k: v for k, v in arrays.items() if k != "crop_emotions"})
+    assert tp.face_crops(f).tolist() == [True, False, False]
+    per_crop = np.array([[0.2, 0.8], [0.9, 0.1]])
+    face = tp.per_photo(f, per_crop)
+    assert face[0].tolist() == [0.2, 0.8] and face[1] is None and face[2].tolist() == [0.9, 0.1]
+    fused = tp.with_face_crop_rule(f, np.full((3, 2), 0.5), face)
+    assert fused[0].tolist() == [0.2, 0.8] and fused[1].tolist() == [0.5, 0.5]
+    rows = tp.fusion_rows(f, np.full((3, 2), 0.5), face)  # no face found: the fusion sees none
+    names = photo.feature_names(["happy", "sad"])
+    assert rows[0, names.index("face_found")] == 0 and rows[0, names.index("face_logp_happy")] == 0
+
+
 def test_no_faces_leaves_the_face_branch_out(photo_model, photos):
     r = Predictor(photo_model.model_dir, faces=False).predict([str(photos / "happy" / "happy_00.jpg")])[0]
     assert r["face_found"] is False and r["branches"]["face"] is None and r["decided_by"] == "scene"

@@ -288,38 +288,37 @@ class PhotoPredictor(Predictor):
         h, w = member.bundle.image_size
         return face_tools.face_inputs_once(img, found, (w, h), member.bundle.pil_mode, cfg, cut)
 
-    def branch_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, list, np.ndarray | None]:
+    def branch_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, list, np.ndarray | None, bool]:
         """-> (scene probabilities, the faces' image-level probabilities or None, per-face probabilities,
-        faces found, the emotions member's image-level probabilities or None) for one decoded photo."""
+        faces found, the emotions member's image-level probabilities or None, whether the photo is a face
+        crop) for one decoded photo. A face crop (one face filling the frame, or an image too small for
+        the detector to find its face) is judged whole by the face member."""
         found = photo.find_faces(self.detector, img, MAX_FACES) if self.faces else []
+        face_crop = self.faces and face_tools.is_face_crop(img, found, self.face_cfg.get("margin", face_tools.MARGIN))
         pixels = photo.scene_pixels(img, self.scene.bundle.image_size)[None].astype(np.float32)
-        k = len(self.classes)
-        per_face, per_face_emotions, cut = np.zeros((0, k)), None, {}
-        face = None
+        per_face, per_face_emotions, cut = np.zeros((0, len(self.classes))), None, {}
         with self._lock:
             scene = self.scene.predict_arrays(pixels)[0]
-            if found:
+            if found or face_crop:
                 per_face = self.face.predict_arrays(self._crops(self.face, img, found, self.face_cfg, cut))
-                if self.emotions is not None:
-                    per_face_emotions = self.emotions.predict_arrays(
-                        self._crops(self.emotions, img, found, self.emotion_cfg, cut))
-            elif self.faces and face_tools.is_face_crop(img, found):  # a face crop too small for the detector
-                face = self.face.predict_arrays(self._crops(self.face, img, found, self.face_cfg, cut))[0]
+            if found and self.emotions is not None:
+                per_face_emotions = self.emotions.predict_arrays(self._crops(self.emotions, img, found, self.emotion_cfg, cut))
         weights = [f.area * f.score for f in found]
-        face = image_probabilities(per_face, weights) if found else face
+        face = image_probabilities(per_face, weights) if found else (per_face[0] if face_crop else None)
+        if not found:
+            per_face = per_face[:0]  # no face was found: none to list, even when the image was judged whole
         emotions = image_probabilities(per_face_emotions, weights) if per_face_emotions is not None else None
-        return scene, face, per_face, found, emotions
+        return scene, face, per_face, found, emotions, face_crop
 
     def prepare(self, src) -> Prepared:
         img = photo.whole_image(src)
-        scene, face, per_face, found, emotions = self.branch_outputs(img)
+        scene, face, per_face, found, emotions, face_crop = self.branch_outputs(img)
         n_emotions = len(self.emotions.classes) if self.emotions is not None else 0
         x = photo.fusion_features(scene, face, len(found), max(found[0].box[2:]) if found else 0,
                                   min(img.size), max((f.score for f in found), default=0.0), emotions, n_emotions)
         prep = Prepared(x[None], img.size, found, {"scene": scene, "face": face, "emotions": emotions})
         prep.branches["per_face"] = per_face
-        prep.branches["face_crop"] = face is not None and face_tools.is_face_crop(
-            img, found, self.face_cfg.get("margin", face_tools.MARGIN))
+        prep.branches["face_crop"] = face_crop
         return prep
 
     def predict_arrays(self, x: np.ndarray, pad: bool = True) -> np.ndarray:

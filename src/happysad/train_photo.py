@@ -271,12 +271,14 @@ def look(paths: Sequence[str], backbone, facenet: FaceNet, face_size: tuple[int,
             img = photo.whole_image(path)
             found = photo.find_faces(det, img, MAX_FACES)
             cut: dict = {}  # the emotions member shares the face member's crops when it sees faces alike
-            crops = (faces.face_inputs_once(img, found, (w, h), face_mode, face_cfg, cut) if found
+            # a face crop too small for the detector is judged whole, as PhotoPredictor does
+            whole = not found and faces.is_face_crop(img, found)
+            crops = (faces.face_inputs_once(img, found, (w, h), face_mode, face_cfg, cut) if found or whole
                      else _no_crops((w, h), face_mode))
             emo = None
             if emotions is not None:
                 eh, ew = emotions.image_size
-                emo = (faces.face_inputs_once(img, found, (ew, eh), emotions.pil_mode, emo_cfg, cut) if found
+                emo = (faces.face_inputs_once(img, found, (ew, eh), emotions.pil_mode, emo_cfg, cut) if found or whole
                        else _no_crops((ew, eh), emotions.pil_mode))
             return (img.size, found, photo.scene_pixels(img, side), crops, emo), None
         except images.ImageError as e:
@@ -479,10 +481,14 @@ def per_photo(f: Facts, per_crop: np.ndarray) -> list[np.ndarray | None]:
     """Per photo: its faces' probabilities combined as the photo model does (area x score weighted),
     or None without a face."""
     start = np.searchsorted(f.crop_owner, np.arange(len(f.labels)))
+    count = np.bincount(f.crop_owner, minlength=len(f.labels))
     out: list[np.ndarray | None] = []
-    for i, n in enumerate(f.n_faces):
+    for i, (n, c) in enumerate(zip(f.n_faces, count)):
         b = f.boxes[i, :n]
-        out.append(image_probabilities(per_crop[start[i]:start[i] + n], b[:, 2] * b[:, 3] * b[:, 4]) if n else None)
+        if n:
+            out.append(image_probabilities(per_crop[start[i]:start[i] + n], b[:, 2] * b[:, 3] * b[:, 4]))
+        else:  # no face found: nothing, or the whole image when it is a face crop too small for the detector
+            out.append(per_crop[start[i]] if c else None)
     return out
 
 
@@ -542,13 +548,14 @@ def fit_parts(f: Facts, k: int, face_data=None, folds: int = FOLDS,
 
 def face_crops(f: Facts) -> np.ndarray:
     """Which photos are face crops (:func:`happysad.faces.is_face_crop`): their face decides alone."""
-    return faces.frames_the_photo(f.n_faces, _face_side(f.boxes), f.sizes.min(axis=1))
+    return faces.judged_whole(f.n_faces, _face_side(f.boxes), f.sizes.min(axis=1), f.sizes.max(axis=1))
 
 
 def with_face_crop_rule(f: Facts, fused: np.ndarray, face: list) -> np.ndarray:
     out = fused.copy()
     for i in np.where(face_crops(f))[0]:
-        out[i] = face[i]
+        if face[i] is not None:  # facts saved before tiny crops were cut have none for them
+            out[i] = face[i]
     return out
 
 
