@@ -62,7 +62,7 @@ def build_corpus(root: Path) -> dict[str, str | None]:
     add("sad/svg.png", "not_image")
     jpg = io.BytesIO(); _photo(7).save(jpg, "JPEG"); data = jpg.getvalue()
     (a / "truncated.jpg").write_bytes(data[: len(data) // 2]); add("happy/truncated.jpg", "corrupt")
-    (b / "garbage_header.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(300))
+    (b / "garbage_header.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(300))  # corrupt, whatever follows
     add("sad/garbage_header.jpg", "corrupt")
     (a / "bomb.png").write_bytes(_png_bomb()); add("happy/bomb.png", "too_many_pixels")
     _save(_photo(8).convert("CMYK"), a / "cmyk.jpg", "JPEG"); add("happy/cmyk.jpg", None)

@@ -50,6 +50,21 @@ def test_truncated_jpeg_is_corrupt():
     assert e.value.reason == "corrupt"
 
 
+@pytest.mark.parametrize("signature, seed", [(b"\xff\xd8\xff\xe0", 121), (b"\x89PNG\r\n\x1a\n", 0),
+                                             (b"GIF89a", 0), (b"II*\x00", 0)])
+def test_a_known_signature_with_a_garbage_header_is_corrupt_not_another_kind_of_file(signature, seed):
+    """Pillow cannot even identify these (its own verdict checked first), but their first bytes say
+    JPEG, PNG, GIF or TIFF: a damaged image, whatever random bytes follow."""
+    from PIL import UnidentifiedImageError
+
+    data = signature + np.random.default_rng(seed).bytes(300)
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(data))
+    with pytest.raises(images.ImageError) as e:
+        images.decode(data)
+    assert e.value.reason == "corrupt" and "header cannot be parsed" in str(e.value)
+
+
 def _png_header_only(w: int, h: int) -> bytes:
     def chunk(t, d):
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)

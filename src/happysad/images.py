@@ -154,6 +154,19 @@ def _sniff_text(head: bytes) -> str:
         return "not an image: unknown binary format"
 
 
+# The first bytes of the formats happysad reads: a file that starts like one of them but that Pillow
+# cannot identify is a damaged image ("corrupt"), not some other kind of file.
+SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+              (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def claimed_format(head: bytes) -> str | None:
+    """The image format a file's first bytes announce, or None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for sig, fmt in SIGNATURES if head.startswith(sig)), None)
+
+
 def _open(src: Source) -> tuple[Image.Image, str]:
     name = _name(src)
     if isinstance(src, Image.Image):
@@ -174,6 +187,9 @@ def _open(src: Source) -> tuple[Image.Image, str]:
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        fmt = claimed_format(data[:16])
+        if fmt:
+            raise ImageError(name, "corrupt", f"starts like a {fmt} file, but its header cannot be parsed") from None
         raise ImageError(name, "not_image", _sniff_text(data[:2048])) from None
     except Image.DecompressionBombError as e:
         raise ImageError(name, "too_many_pixels", f"too many pixels ({e})") from None
