@@ -297,16 +297,19 @@ class PhotoPredictor(Predictor):
         face_crop = self.faces and face_tools.is_face_crop(img, found, self.face_cfg.get("margin", face_tools.MARGIN))
         pixels = photo.scene_pixels(img, self.scene.bundle.image_size)[None].astype(np.float32)
         per_face, per_face_emotions, cut = np.zeros((0, len(self.classes))), None, {}
+        face = None
         with self._lock:
             scene = self.scene.predict_arrays(pixels)[0]
-            if found or face_crop:
+            if found:
                 per_face = self.face.predict_arrays(self._crops(self.face, img, found, self.face_cfg, cut))
-            if found and self.emotions is not None:
-                per_face_emotions = self.emotions.predict_arrays(self._crops(self.emotions, img, found, self.emotion_cfg, cut))
+                if self.emotions is not None:
+                    per_face_emotions = self.emotions.predict_arrays(
+                        self._crops(self.emotions, img, found, self.emotion_cfg, cut))
+            elif face_crop:  # no face found in an image too small for the detector: judged whole
+                face = self.face.predict_arrays(self._crops(self.face, img, found, self.face_cfg, cut))[0]
         weights = [f.area * f.score for f in found]
-        face = image_probabilities(per_face, weights) if found else (per_face[0] if face_crop else None)
-        if not found:
-            per_face = per_face[:0]  # no face was found: none to list, even when the image was judged whole
+        if found:
+            face = image_probabilities(per_face, weights)
         emotions = image_probabilities(per_face_emotions, weights) if per_face_emotions is not None else None
         return scene, face, per_face, found, emotions, face_crop
 
