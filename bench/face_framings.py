@@ -42,12 +42,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     f = load_facts(args.facts)
-    judge = Predictor(args.model, tta="none", faces=False)
+    judge = Predictor(args.model, tta="flip", faces=False)  # each crop averaged with its mirror image
     h, w = judge.bundle.image_size
     mode = judge.bundle.pil_mode
     det = faces.detector()
     views = framings()
-    votes, labels = [], []  # per photo with a face: (framings, 2 mirror, faces, classes) and its label
+    votes, labels = [], []  # per photo with a face: (framings, faces, classes) and its label
     t0 = time.time()
     for path, y in zip(f.paths, f.labels):
         img = photo.whole_image(path)
@@ -59,14 +59,13 @@ def main(argv=None) -> int:
             x, found = np.repeat(whole[None], len(views), 0), found[:1]
         else:
             x = np.stack([faces.crops(img, found, (w, h), mode, margin=m, raise_=r) for m, r in views])
-        flat = x.reshape(-1, *x.shape[2:])
-        p = judge.predict_arrays(np.concatenate([flat, flat[:, :, ::-1]])).reshape(2, len(views), len(found), -1)
-        votes.append((p.transpose(1, 0, 2, 3), [g.area * g.score for g in found]))
+        p = judge.predict_arrays(x.reshape(-1, *x.shape[2:])).reshape(len(views), len(found), -1)
+        votes.append((p, [g.area * g.score for g in found]))
         labels.append(int(y))
     labels = np.array(labels)
 
     def accuracy(which: list[int]) -> float:
-        pred = [image_probabilities(p[which].mean(axis=(0, 1)), wt).argmax() for p, wt in votes]
+        pred = [image_probabilities(p[which].mean(axis=0), wt).argmax() for p, wt in votes]
         return round(float((np.array(pred) == labels).mean()), 4)
 
     rows = [{"framing": f"margin {m}, raise {r}", "accuracy": accuracy([i])} for i, (m, r) in enumerate(views)]
